@@ -1,0 +1,24 @@
+# Gantry's parts in one image: `docker run gantry registrator ...`, `... templater ...`.
+# Node 24 runs the TypeScript sources directly (type stripping); there is no build step.
+FROM node:24-alpine
+WORKDIR /app
+ENV NODE_ENV=production
+COPY package.json package-lock.json ./
+COPY core/package.json core/
+COPY cli/package.json cli/
+COPY registrator/package.json registrator/
+COPY templater/package.json templater/
+COPY gateway/package.json gateway/
+COPY config-client/package.json config-client/
+COPY test/package.json test/
+COPY bench/package.json bench/
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+COPY core core
+COPY cli cli
+COPY registrator registrator
+COPY templater templater
+COPY gateway gateway
+COPY config-client config-client
+USER node
+ENTRYPOINT ["node", "/app/cli/bin/gantry.ts"]
+CMD ["--help"]

@@ -1,0 +1,69 @@
+// `make up`: Gantry's main job on one machine. A Consul dev agent, HAProxy
+// (master-worker, with its master CLI and admin sockets) and every Gantry part,
+// against the local Docker engine. Prints where to look; Ctrl-C stops it all.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot, systemBin } from '../test/harness/bins.ts';
+import { spawnEngine, tcpReady, waitUntil, type ManagedProcess } from '../test/harness/process.ts';
+import { startConsul } from '../test/harness/engines/consul.ts';
+
+const runDir = process.env.GANTRY_RUN_DIR ?? join(repoRoot, '.run');
+const consulPort = Number(process.env.GANTRY_UP_CONSUL_PORT ?? 8500);
+const statsPort = Number(process.env.GANTRY_UP_STATS_PORT ?? 8404);
+mkdirSync(runDir, { recursive: true });
+
+const say = (line: string): void => { process.stdout.write(`${line}\n`); };
+const procs: Array<{ name: string; stop: () => Promise<void> }> = [];
+
+async function main(): Promise<void> {
+  if (await tcpReady('127.0.0.1', consulPort)) {
+    throw new Error(`port ${consulPort} is taken (another Consul or 'make up'?); set GANTRY_UP_CONSUL_PORT`);
+  }
+  const consul = await startConsul({ httpPort: consulPort, hcl: 'ui_config { enabled = true }' });
+  procs.push({ name: 'consul', stop: () => consul.stop() });
+  say(`consul    ${consul.addr}/ui   (log ${consul.proc.logFile})`);
+
+  const haproxy = await startHAProxy(join(runDir, 'haproxy.cfg'));
+  procs.push({ name: 'haproxy', stop: () => haproxy.stop() });
+  say(`haproxy   http://127.0.0.1:${statsPort}/   (stats; master CLI ${join(runDir, 'haproxy-master.sock')})`);
+
+  const env = { ...process.env, CONSUL_HTTP_ADDR: consul.addr };
+  for (const part of parts()) {
+    const p = spawnEngine(part.name, process.execPath, [join(repoRoot, 'cli', 'bin', 'gantry.ts'), ...part.args], { env, logFile: join(runDir, `${part.name}.log`) });
+    procs.push({ name: part.name, stop: () => p.stop() });
+    say(`${part.name.padEnd(9)} ${part.where}   (log ${p.logFile})`);
+  }
+  say('');
+  say(`Gantry is up. Logs in ${runDir}. Press Ctrl-C to stop everything.`);
+  say('ready');
+}
+
+/** The Gantry parts `make up` runs; each part adds itself here when it exists. */
+function parts(): Array<{ name: string; args: string[]; where: string }> {
+  return [];
+}
+
+/** HAProxy from deploy/haproxy.cfg, its sockets and stats page moved to this run. */
+async function startHAProxy(cfg: string): Promise<ManagedProcess> {
+  const text = readFileSync(join(repoRoot, 'deploy', 'haproxy.cfg'), 'utf8')
+    .replace('/var/run/haproxy/admin.sock', join(runDir, 'haproxy-admin.sock'))
+    .replace('bind :8404', `bind 127.0.0.1:${statsPort}`);
+  writeFileSync(cfg, text);
+  const proc = spawnEngine('haproxy', systemBin('haproxy'), ['-W', '-S', `${join(runDir, 'haproxy-master.sock')},level,admin`, '-f', cfg], { logFile: join(runDir, 'haproxy.log') });
+  await waitUntil('haproxy', () => tcpReady('127.0.0.1', statsPort), { proc, timeoutMs: 15_000 });
+  return proc;
+}
+
+async function stopAll(): Promise<void> {
+  for (const p of procs.reverse()) await p.stop().catch(() => undefined);
+}
+
+process.once('SIGINT', () => { say('\nstopping…'); void stopAll().then(() => process.exit(0)); });
+process.once('SIGTERM', () => { void stopAll().then(() => process.exit(0)); });
+try {
+  await main();
+} catch (err) {
+  process.stderr.write(`make up: ${err instanceof Error ? err.message : String(err)}\n`);
+  await stopAll();
+  process.exit(1);
+}

@@ -1,0 +1,118 @@
+// A real HAProxy in master-worker mode: master CLI socket, admin socket with
+// `expose-fd listeners` (seamless reloads), a frontend and a stats page.
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { systemBin } from '../bins.ts';
+import { socketCommand } from '../unix-socket.ts';
+import { spawnEngine, tempDir, freePorts, waitUntil, removeDir, sleep, type ManagedProcess } from '../process.ts';
+
+export interface HAProxyEngine {
+  readonly dir: string;
+  readonly cfgFile: string;
+  readonly masterSocket: string;
+  readonly adminSocket: string;
+  /** the frontend of the default config (answers 200 "ok") */
+  readonly httpPort: number;
+  readonly statsPort: number;
+  proc: ManagedProcess;
+  /** one command on the admin (Runtime API) socket */
+  runtime(cmd: string): Promise<string>;
+  /** one command on the master CLI socket */
+  master(cmd: string): Promise<string>;
+  /** current worker pids and the master's reload count (`show proc`) */
+  processes(): Promise<{ reloads: number; workers: number[]; oldWorkers: number[] }>;
+  /** `reload` on the master CLI, confirmed by `show proc`: true when a new worker generation runs */
+  reload(): Promise<boolean>;
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+  tail(lines?: number): string;
+}
+
+export function globalSection(dir: string): string {
+  return [
+    'global',
+    '    maxconn 2000',
+    `    stats socket ${join(dir, 'admin.sock')} mode 600 level admin expose-fd listeners`,
+    `    pidfile ${join(dir, 'haproxy.pid')}`,
+    '    hard-stop-after 10s',
+    '    mworker-max-reloads 50',
+  ].join('\n');
+}
+
+export function defaultConfig(dir: string, httpPort: number, statsPort: number): string {
+  return `${globalSection(dir)}
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+
+frontend web
+    bind 127.0.0.1:${httpPort}
+    http-request return status 200 content-type text/plain string ok
+
+frontend stats
+    bind 127.0.0.1:${statsPort}
+    stats enable
+    stats uri /
+`;
+}
+
+export interface HAProxyOptions {
+  /** a whole config; `{{dir}}` is replaced with the engine's dir. Default: defaultConfig */
+  config?: (ports: { dir: string; httpPort: number; statsPort: number }) => string;
+}
+
+export async function startHAProxy(opts: HAProxyOptions = {}): Promise<HAProxyEngine> {
+  const bin = systemBin('haproxy');
+  const dir = tempDir('haproxy');
+  const [httpPort, statsPort] = await freePorts(2);
+  const cfgFile = join(dir, 'haproxy.cfg');
+  const masterSocket = join(dir, 'master.sock');
+  const adminSocket = join(dir, 'admin.sock');
+  writeFileSync(cfgFile, (opts.config ?? ((p) => defaultConfig(p.dir, p.httpPort, p.statsPort)))({ dir, httpPort: httpPort!, statsPort: statsPort! }));
+  const proc = spawnEngine('haproxy', bin, ['-W', '-S', `${masterSocket},level,admin`, '-f', cfgFile], { logFile: join(dir, 'haproxy.log'), cwd: dir });
+  await waitUntil('haproxy', async () => (await socketCommand(adminSocket, 'show info', 1000)).includes('Pid:'), { proc, timeoutMs: 15_000 });
+
+  const processes = async (): Promise<{ reloads: number; workers: number[]; oldWorkers: number[] }> => {
+    const text = await socketCommand(masterSocket, 'show proc');
+    let section = 'master';
+    let reloads = -1;
+    const workers: number[] = [];
+    const oldWorkers: number[] = [];
+    for (const line of text.split('\n')) {
+      if (line.startsWith('# workers')) { section = 'workers'; continue; }
+      if (line.startsWith('# old workers')) { section = 'old'; continue; }
+      if (line.startsWith('#')) { section = line.includes('programs') ? 'programs' : section; continue; }
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 3) continue;
+      const pid = Number(cols[0]);
+      if (cols[1] === 'master') reloads = Number(cols[2]);
+      else if (section === 'workers') workers.push(pid);
+      else if (section === 'old') oldWorkers.push(pid);
+    }
+    return { reloads, workers, oldWorkers };
+  };
+
+  const engine: HAProxyEngine = {
+    dir, cfgFile, masterSocket, adminSocket, httpPort: httpPort!, statsPort: statsPort!, proc,
+    runtime: (cmd) => socketCommand(adminSocket, cmd),
+    master: (cmd) => socketCommand(masterSocket, cmd),
+    processes,
+    async reload() {
+      const before = await processes();
+      await socketCommand(masterSocket, 'reload');
+      for (let i = 0; i < 50; i++) {
+        await sleep(100);
+        const after = await processes().catch(() => undefined);
+        if (after && after.reloads > before.reloads && after.workers.some((p) => !before.workers.includes(p))) return true;
+      }
+      return false;
+    },
+    async kill() { await engine.proc.kill(); },
+    async stop() { await engine.proc.stop(); removeDir(dir); },
+    tail: (n) => engine.proc.tail(n),
+  };
+  return engine;
+}

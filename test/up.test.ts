@@ -1,0 +1,31 @@
+// `make up`'s runner (scripts/up.ts) brings the stack up, answers, and leaves
+// nothing behind on Ctrl-C.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { repoRoot } from './harness/bins.ts';
+import { freePorts, tempDir, removeDir, waitUntil } from './harness/process.ts';
+
+test('scripts/up.ts starts Consul (UI) and HAProxy (stats), and SIGINT stops them all', async (t) => {
+  const [consulPort, statsPort] = await freePorts(2);
+  const runDir = tempDir('up');
+  t.teardown(() => removeDir(runDir));
+  const child = spawn(process.execPath, [join(repoRoot, 'scripts', 'up.ts')], {
+    env: { ...process.env, GANTRY_RUN_DIR: runDir, GANTRY_UP_CONSUL_PORT: String(consulPort), GANTRY_UP_STATS_PORT: String(statsPort) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => { child.kill('SIGKILL'); });
+  await waitUntil('make up ready', async () => out.includes('\nready\n') || (child.exitCode !== null && Promise.reject(new Error(out))), { timeoutMs: 60_000 });
+  t.regex(out, new RegExp(`consul +http://127\\.0\\.0\\.1:${consulPort}/ui`));
+  t.is((await fetch(`http://127.0.0.1:${consulPort}/ui/`)).status, 200);
+  t.is((await fetch(`http://127.0.0.1:${statsPort}/`)).status, 200);
+  t.regex(out, /Press Ctrl-C to stop/);
+  child.kill('SIGINT');
+  t.is(await exited, 0);
+  await t.throwsAsync(fetch(`http://127.0.0.1:${consulPort}/v1/status/leader`));
+  await t.throwsAsync(fetch(`http://127.0.0.1:${statsPort}/`));
+});
