@@ -9,7 +9,10 @@ set -euo pipefail
 VERSION="${KUBE_VERSION}"
 BIN_DIR="${GANTRY_BIN_DIR:-$HOME/.cache/gantry/bin}"
 OUT="$BIN_DIR/kube-apiserver-$VERSION"
-if [[ -x "$OUT" ]]; then echo "kube-apiserver $VERSION: cached at $OUT"; exit 0; fi
+# a binary built without the version stamp reports v0.0.0-master: rebuild it
+if [[ -x "$OUT" ]] && [[ "$("$OUT" --version 2>/dev/null)" == "Kubernetes v$VERSION" ]]; then
+  echo "kube-apiserver $VERSION: cached at $OUT"; exit 0
+fi
 command -v go >/dev/null || { echo "build-kube-apiserver: go toolchain not found on PATH" >&2; exit 1; }
 mkdir -p "$BIN_DIR"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gantry-kube-build.XXXXXX")"
@@ -37,6 +40,28 @@ grep -E '^\s*k8s.io/[a-z0-9-]+ => \./staging/' "$WORK/src/go.mod" | while read -
 done
 echo "kube-apiserver $VERSION: compiling (the heaviest build: 10+ minutes on 2 cores)"
 cd "$WORK/src"
-go build -trimpath -ldflags "-s -w" -o "$OUT.tmp" ./cmd/kube-apiserver 2>&1 | tail -n 40
+# stamp the version as hack/lib/version.sh does, so --version and /version report it
+LDFLAGS="-s -w"
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+  LDFLAGS+=" -X $pkg.gitVersion=v$VERSION -X $pkg.gitMajor=${VERSION%%.*}"
+  MINOR="${VERSION#*.}"; LDFLAGS+=" -X $pkg.gitMinor=${MINOR%%.*} -X $pkg.gitTreeState=clean"
+  LDFLAGS+=" -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+done
+START=$SECONDS
+go build -trimpath -ldflags "$LDFLAGS" -o "$OUT.tmp" ./cmd/kube-apiserver > "$WORK/build.log" 2>&1 &
+BUILD_PID=$!
+NEXT=60
+while kill -0 "$BUILD_PID" 2>/dev/null; do
+  sleep 2
+  if (( SECONDS - START >= NEXT )); then
+    echo "kube-apiserver $VERSION:   still compiling ($(( NEXT / 60 )) min)"; NEXT=$(( NEXT + 60 ))
+  fi
+done
+if ! wait "$BUILD_PID"; then
+  tail -n 40 "$WORK/build.log" >&2
+  echo "kube-apiserver $VERSION: go build failed" >&2
+  exit 1
+fi
 mv "$OUT.tmp" "$OUT"
+echo "kube-apiserver $VERSION: built in $(( SECONDS - START )) s"
 "$OUT" --version

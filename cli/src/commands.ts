@@ -2,5 +2,7 @@
 import type { Command } from '@gantry/core';
 
 export const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  registrator: { summary: 'keep Consul in step with Docker (and Kubernetes); audit trail', load: async () => (await import('@gantry/registrator')).registratorCommand },
+  audit: { summary: 'print the audit trail of registry changes (gantry audit log)', load: async () => (await import('@gantry/registrator')).auditCommand },
   doctor: { summary: 'check that Consul (and the other engines named) answer', load: async () => (await import('./doctor.ts')).doctor },
 };

@@ -50,6 +50,7 @@ export interface ConsulResponse<T> {
   /** X-Consul-Index, when Consul sent it */
   index: string | undefined;
   knownLeader: boolean | undefined;
+  headers: http.IncomingHttpHeaders;
 }
 
 export interface ConsulClient {
@@ -108,7 +109,7 @@ export function createConsul(cfg: ConsulConfig): ConsulClient {
 
   const request = <T>(method: string, path: string, opts: RequestOptions = {}): Promise<ConsulResponse<T>> => {
     const target = new URL(path, baseUrl);
-    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined && v !== false) target.searchParams.set(k, v === true ? '' : String(v));
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) target.searchParams.set(k, String(v));
     if (cfg.datacenter && !target.searchParams.has('dc')) target.searchParams.set('dc', cfg.datacenter);
     if (opts.index !== undefined) target.searchParams.set('index', opts.index);
     if (opts.wait !== undefined) target.searchParams.set('wait', opts.wait);
@@ -140,6 +141,7 @@ export function createConsul(cfg: ConsulConfig): ConsulClient {
             body: body as T,
             index: typeof index === 'string' ? index : undefined,
             knownLeader: typeof kl === 'string' ? kl === 'true' : undefined,
+            headers: res.headers,
           });
         });
       });

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 // The source-agnostic model: what every source produces and every sink consumes.
 
 declare const brand: unique symbol;
@@ -22,6 +24,8 @@ export const META = {
   owner: 'gantry-owner',
   source: 'gantry-source',
   origin: 'gantry-origin',
+  /** hash of the registered definition (see specHash): lets a sink tell "unchanged" without reading checks back */
+  spec: 'gantry-spec',
 } as const;
 
 /** Where an instance came from: enough to find it again and to stop sync loops. */
@@ -57,10 +61,20 @@ export interface ServiceInstance {
   status?: HealthStatus;
   /** put in maintenance (paused container) */
   maintenance?: boolean;
+  /** DNS SRV / load-balancing weights (Consul `Weights`) */
+  weights?: { passing: number; warning: number };
 }
 
-/** Stable comparison key of what Consul stores for an instance (for diffing desired vs actual). */
-export function instanceFingerprint(i: ServiceInstance): string {
-  const meta = Object.keys(i.meta).sort().map((k) => [k, i.meta[k]]);
-  return JSON.stringify([i.id, i.name, i.address, i.port, [...i.tags].sort(), meta, i.checks]);
+/**
+ * A hash of an instance's definition (everything but its status and
+ * maintenance flag, and the spec meta itself). Sinks store it in
+ * Meta[gantry-spec], so comparing desired with actual needs no read-back of checks.
+ */
+export function specHash(i: ServiceInstance): string {
+  const meta = Object.keys(i.meta).filter((k) => k !== META.spec).sort().map((k) => [k, i.meta[k]]);
+  const text = JSON.stringify([i.id, i.name, i.address, i.port, [...i.tags].sort(), meta, i.checks, i.weights ?? null]);
+  return createHash('sha256').update(text).digest('base64url').slice(0, 22);
 }
+
+/** The spec hash an instance read from Consul carries, or the one computed from a desired instance. */
+export const specOf = (i: ServiceInstance): string => i.meta[META.spec] ?? specHash(i);

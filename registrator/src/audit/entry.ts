@@ -1,0 +1,56 @@
+// One audit entry: who changed what in the registry, from where, and why.
+// Secrets never appear here: entries carry names, ids and origins only.
+import { hostname } from 'node:os';
+import type { Applied } from '../reconciler.ts';
+
+export interface AuditEntry {
+  time: string;
+  owner: string;
+  /** register | update | status | deregister */
+  action: string;
+  service: string;
+  instance: string;
+  source: string;
+  /** container id, namespace/service, znode … */
+  origin: string;
+  originName: string;
+  image: string;
+  /** the host the registrator runs on */
+  host: string;
+  /** event | resync | orphan | start | consul-changed | retry | leader */
+  reason: string;
+  ok: string;
+  error: string;
+  status: string;
+}
+
+export function entryFromApplied(owner: string, a: Applied, host = hostname()): AuditEntry {
+  return {
+    time: new Date().toISOString(),
+    owner,
+    action: a.action,
+    service: a.instance.name,
+    instance: a.instance.id,
+    source: a.instance.origin.source,
+    origin: a.instance.origin.ref,
+    originName: a.instance.origin.name ?? '',
+    image: a.instance.origin.image ?? '',
+    host: a.instance.origin.host ?? host,
+    reason: a.reason,
+    ok: String(a.ok),
+    error: a.error ?? '',
+    status: a.instance.status ?? '',
+  };
+}
+
+export const AUDIT_FIELDS: ReadonlyArray<keyof AuditEntry> = ['time', 'owner', 'action', 'service', 'instance', 'source', 'origin', 'originName', 'image', 'host', 'reason', 'ok', 'error', 'status'];
+
+/** Redis stream field list → entry (unknown fields ignored, missing ones empty). */
+export function entryFromFields(fields: string[]): AuditEntry {
+  const e = Object.fromEntries(AUDIT_FIELDS.map((f) => [f, ''])) as unknown as AuditEntry;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const k = fields[i] as keyof AuditEntry;
+    if (AUDIT_FIELDS.includes(k)) e[k] = fields[i + 1]!;
+  }
+  return e;
+}

@@ -1,0 +1,199 @@
+// `gantry registrator`: the Docker engine (and, with --kubernetes, a cluster)
+// kept in step with Consul by the reconciler, with an audit trail in Redis,
+// metrics and /healthz on the admin port.
+import { hostname, networkInterfaces } from 'node:os';
+import Docker from 'dockerode';
+import { KubeConfig } from '@kubernetes/client-node';
+import {
+  createConsul, consulFlags, commonFlags, consulConfigFromFlags, createLogger, createRegistry, startAdminServer,
+  asOwnerId, errorMessage, UsageError, type Command, type FlagSpec, type Flags, type Logger, type ConsulClient,
+} from '@gantry/core';
+import { Reconciler, type Applied, type Source, type Sink } from './reconciler.ts';
+import { DockerSource } from './sources/docker/source.ts';
+import { KubernetesSource } from './sources/kubernetes/source.ts';
+import { defaultKubeSyncOptions, type NodePortSyncType } from './sources/kubernetes/mapping.ts';
+import { ConsulAgentSink } from './sinks/consul-agent.ts';
+import { ConsulCatalogSink } from './sinks/consul-catalog.ts';
+import { LeaderElection } from './leader.ts';
+import { AuditWriter } from './audit/writer.ts';
+import { entryFromApplied } from './audit/entry.ts';
+import { registratorMetrics, type RegistratorMetrics } from './metrics.ts';
+
+export const registratorFlags: readonly FlagSpec[] = [
+  ...consulFlags,
+  ...commonFlags,
+  { name: 'admin-addr', type: 'addr', default: '127.0.0.1:9101', description: 'where /metrics and /healthz listen' },
+  { name: 'owner', type: 'string', description: 'owner id written in Meta.gantry-owner (default registrator@<hostname>)' },
+  { name: 'resync', type: 'duration', default: '30s', description: 'full reconciliation every (registrator: -resync)' },
+  { name: 'retry-attempts', type: 'int', default: -1, min: -1, description: 'Consul connection attempts at start, -1 for ever (registrator: -retry-attempts)' },
+  { name: 'retry-interval', type: 'duration', default: '2s', description: 'wait between those attempts (registrator: -retry-interval)' },
+  // Docker
+  { name: 'docker', type: 'boolean', default: true, description: 'register the containers of the local Docker engine' },
+  { name: 'docker-socket', type: 'string', env: 'GANTRY_DOCKER_SOCKET', default: '/var/run/docker.sock', description: 'the Docker engine\'s unix socket' },
+  { name: 'internal', type: 'boolean', default: false, description: 'register the container IP and exposed port instead of the published host port' },
+  { name: 'explicit', type: 'boolean', default: false, description: 'only containers with a SERVICE_NAME' },
+  { name: 'tags', type: 'list', default: [], description: 'tags added to every service (comma separated)' },
+  { name: 'ip', type: 'string', description: 'the address published ports are registered with (default: the binding\'s, else this host\'s)' },
+  { name: 'use-ip-from-label', type: 'string', description: 'take the address from this container label when present' },
+  { name: 'network', type: 'string', description: 'for --internal: the network whose address a multi-network container is registered with' },
+  { name: 'deregister', type: 'enum', choices: ['always', 'on-success'], default: 'always', description: 'deregister stopped containers always, or only when they exited 0' },
+  { name: 'require-label', type: 'string', description: 'only containers with this label (KEY or KEY=VALUE)' },
+  { name: 'health-ttl', type: 'duration', default: '60s', description: 'TTL of the check that mirrors a Docker HEALTHCHECK (refreshed every third)' },
+  // Kubernetes
+  { name: 'kubernetes', type: 'boolean', default: false, description: 'sync Kubernetes Services and EndpointSlices too' },
+  { name: 'kubeconfig', type: 'string', env: 'KUBECONFIG', description: 'kubeconfig file (default: in-cluster, else ~/.kube/config)' },
+  { name: 'k8s-cluster', type: 'string', default: 'default', description: 'cluster name: in Meta, in IDs and in the owner, so clusters can share one Consul' },
+  { name: 'k8s-default-sync', type: 'boolean', default: true, description: 'sync Services without a service-sync annotation' },
+  { name: 'k8s-allow-namespaces', type: 'list', default: ['*'], description: 'namespaces to sync (* = all)' },
+  { name: 'k8s-deny-namespaces', type: 'list', default: ['kube-system', 'kube-public'], description: 'namespaces never synced (deny wins)' },
+  { name: 'k8s-service-prefix', type: 'string', default: '', description: 'prefix of every Consul service name' },
+  { name: 'k8s-namespace-suffix', type: 'boolean', default: false, description: 'append -<namespace> to Consul service names' },
+  { name: 'k8s-tag', type: 'string', default: 'k8s', description: 'tag on every Kubernetes instance' },
+  { name: 'k8s-node-port-sync-type', type: 'enum', choices: ['ExternalOnly', 'ExternalFirst', 'InternalOnly'], default: 'ExternalFirst', description: 'which node address NodePort Services are registered with' },
+  { name: 'k8s-lb-endpoints', type: 'boolean', default: false, description: 'LoadBalancer Services: register endpoints instead of ingress addresses' },
+  { name: 'k8s-consul-node', type: 'string', description: 'synthetic Consul node the records live on (default k8s-sync-<cluster>)' },
+  { name: 'k8s-leader-election', type: 'boolean', default: true, description: 'with several replicas, only the holder of a Consul lock writes' },
+  { name: 'k8s-leader-ttl', type: 'duration', default: '5s', description: 'liveness TTL of the leader; failover takes about this long' },
+  // Audit
+  { name: 'audit-redis', type: 'url', schemes: ['redis', 'rediss'], description: 'Redis URL for the audit stream (off when empty)' },
+  { name: 'audit-key', type: 'string', default: 'gantry:audit', description: 'Redis stream key' },
+  { name: 'audit-max-len', type: 'int', default: 100_000, min: 1, description: 'approximate maximum length of the stream' },
+  { name: 'audit-buffer', type: 'int', default: 10_000, min: 1, description: 'entries kept while Redis is down (then dropped and counted)' },
+];
+
+/** This host's first non-internal IPv4 address (registrator's advertise address). */
+export function hostAddress(): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal && !a.address.startsWith('172.17.')) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+interface Part { name: 'docker' | 'kubernetes'; reconciler: Reconciler; healthy: () => boolean }
+
+async function waitForConsul(consul: ConsulClient, f: Flags, log: Logger, signal: AbortSignal): Promise<void> {
+  const attempts = f.int('retry-attempts');
+  for (let i = 1; ; i++) {
+    try {
+      await consul.request('GET', '/v1/status/leader', { timeoutMs: 5000, signal });
+      return;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      if (attempts !== -1 && i >= attempts) throw new Error(`Consul at ${consul.baseUrl} did not answer after ${i} attempts: ${errorMessage(err)}`);
+      log.warn({ attempt: i, err: errorMessage(err) }, 'waiting for Consul');
+      await new Promise((r) => setTimeout(r, f.ms('retry-interval')));
+    }
+  }
+}
+
+function wire(name: Part['name'], source: Source, sink: Sink, owner: string, f: Flags, log: Logger, m: RegistratorMetrics, audit: AuditWriter | undefined, canWrite?: () => boolean): Reconciler {
+  return new Reconciler({
+    source, sink, owner: asOwnerId(owner), log: log.child({ source: name }), resyncMs: f.ms('resync'),
+    ...(canWrite ? { canWrite } : {}),
+    onApplied: (a: Applied) => {
+      m.applied.inc({ source: name, action: a.action, reason: a.reason, result: a.ok ? 'ok' : 'error' });
+      if (a.ok && audit) audit.append(entryFromApplied(owner, a));
+    },
+    onPass: (p) => {
+      m.passes.inc({ source: name, reason: p.reason, full: String(p.full) });
+      m.passSeconds.observe({ source: name }, p.ms / 1000);
+    },
+  });
+}
+
+export const registratorCommand: Command = {
+  name: 'registrator',
+  summary: 'Keeps Consul exactly in step with the containers of the local Docker engine (and, with --kubernetes, a cluster\'s Services). Reads registrator\'s SERVICE_* env and labels and gantry.* labels.',
+  flags: registratorFlags,
+  async run(f, ctx) {
+    const log = createLogger({ component: 'registrator', level: f.str('log-level') });
+    if (!f.bool('docker') && !f.bool('kubernetes')) throw new UsageError('nothing to do: --docker is off and --kubernetes is not set');
+    const consul = createConsul(consulConfigFromFlags(f));
+    const registry = createRegistry('registrator');
+    const m = registratorMetrics(registry);
+    const host = hostname();
+    const parts: Part[] = [];
+    let audit: AuditWriter | undefined;
+    const auditUrl = f.optStr('audit-redis');
+    if (auditUrl) {
+      audit = new AuditWriter({
+        url: auditUrl, key: f.str('audit-key'), maxLen: f.int('audit-max-len'), bufferSize: f.int('audit-buffer'), log,
+        onDropped: (n) => m.auditDropped.inc(n), onWritten: (n) => m.auditWritten.inc(n),
+      });
+    }
+    const admin = await startAdminServer({
+      addr: f.str('admin-addr'), registry, log,
+      health: () => {
+        const status = Object.fromEntries(parts.map((p) => [p.name, p.healthy() ? 'ok' : 'degraded']));
+        if (audit) m.auditPending.set(audit.pending);
+        return { ok: parts.length > 0 && parts.every((p) => p.healthy()), ...status, auditPending: audit?.pending ?? 0, auditDropped: audit?.droppedCount ?? 0 };
+      },
+    });
+    try {
+      await waitForConsul(consul, f, log, ctx.signal);
+      const running: Array<Promise<void>> = [];
+
+      if (f.bool('docker')) {
+        const owner = f.optStr('owner') ?? `registrator@${host}`;
+        const ref: { reconciler?: Reconciler } = {};
+        const source = new DockerSource({
+          docker: new Docker({ socketPath: f.str('docker-socket') }), log, owner: asOwnerId(owner), hostname: host,
+          hostIp: f.optStr('ip') ?? hostAddress(), ...(f.optStr('ip') ? { ip: f.str('ip') } : {}),
+          internal: f.bool('internal'), explicit: f.bool('explicit'), tags: f.list('tags'),
+          ...(f.optStr('network') ? { network: f.str('network') } : {}),
+          ...(f.optStr('use-ip-from-label') ? { useIpFromLabel: f.str('use-ip-from-label') } : {}),
+          ...(f.optStr('require-label') ? { requireLabel: f.str('require-label') } : {}),
+          deregister: f.str('deregister') as 'always' | 'on-success',
+          onProblem: () => m.problems.inc({ source: 'docker' }),
+          onStreamRestart: () => m.streamRestarts.inc({ source: 'docker', stream: 'events', reason: 'closed' }),
+          onReconnected: () => ref.reconciler?.trigger('resync', true),
+        });
+        const sink = new ConsulAgentSink({ consul, owner: asOwnerId(owner), log, statusTtlMs: f.ms('health-ttl') });
+        const r = wire('docker', source, sink, owner, f, log, m, audit);
+        ref.reconciler = r;
+        parts.push({ name: 'docker', reconciler: r, healthy: () => source.connected });
+        running.push(r.run(ctx.signal));
+        log.info({ owner, socket: f.str('docker-socket') }, 'docker source started');
+      }
+
+      if (f.bool('kubernetes')) {
+        const cluster = f.str('k8s-cluster');
+        const owner = f.optStr('owner') && !f.bool('docker') ? f.str('owner') : `kubernetes@${cluster}`;
+        const kc = new KubeConfig();
+        const kubeconfig = f.optStr('kubeconfig');
+        if (kubeconfig) kc.loadFromFile(kubeconfig); else kc.loadFromDefault();
+        const source = new KubernetesSource({
+          ...defaultKubeSyncOptions(asOwnerId(owner), cluster), kc, log,
+          defaultSync: f.bool('k8s-default-sync'), allowNamespaces: f.list('k8s-allow-namespaces'), denyNamespaces: f.list('k8s-deny-namespaces'),
+          prefix: f.str('k8s-service-prefix'), namespaceSuffix: f.bool('k8s-namespace-suffix'), tag: f.str('k8s-tag'),
+          nodePortSyncType: f.str('k8s-node-port-sync-type') as NodePortSyncType, loadBalancerEndpoints: f.bool('k8s-lb-endpoints'),
+          onInformerRestart: (informer, reason) => m.streamRestarts.inc({ source: 'kubernetes', stream: informer, reason }),
+        });
+        const sink = new ConsulCatalogSink({ consul, node: f.optStr('k8s-consul-node') ?? `k8s-sync-${cluster}` });
+        let leader: LeaderElection | undefined;
+        const ref: { reconciler?: Reconciler } = {};
+        if (f.bool('k8s-leader-election')) {
+          leader = new LeaderElection({
+            consul, key: `gantry/registrator/${cluster}/leader`, id: `${host}:${process.pid}`, ttlMs: f.ms('k8s-leader-ttl'), log,
+            onChange: (isLeader) => { m.leader.set(isLeader ? 1 : 0); if (isLeader) ref.reconciler?.trigger('leader', true); },
+          });
+          running.push(leader.run(ctx.signal));
+        } else m.leader.set(1);
+        const l = leader;
+        const r = wire('kubernetes', source, sink, owner, f, log, m, audit, l ? () => l.isLeader : undefined);
+        ref.reconciler = r;
+        parts.push({ name: 'kubernetes', reconciler: r, healthy: () => source.synced });
+        // nothing is reconciled (so nothing deleted) before every informer has listed once
+        running.push(source.start(ctx.signal).then(() => { log.info({ cluster, owner }, 'kubernetes informers synced'); return r.run(ctx.signal); }));
+      }
+      log.info({ admin: admin.url }, 'registrator running');
+      await Promise.allSettled(running);
+      return 0;
+    } finally {
+      await admin.close();
+      await audit?.close();
+      consul.close();
+      log.info('registrator stopped');
+    }
+  },
+};

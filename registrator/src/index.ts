@@ -1,0 +1,3 @@
+export { registratorCommand } from './command.ts';
+export { auditCommand } from './audit/command.ts';
+export { Reconciler, plan, type Source, type Sink, type Applied } from './reconciler.ts';

@@ -1,0 +1,192 @@
+// Level-triggered reconciliation (DESIGN.md, idea 1). A source says what should
+// be registered (a full snapshot); the sink says what Consul holds that this
+// owner wrote; the reconciler applies only the difference. Events only say
+// "look again soon"; a full pass (re-reading Consul) runs at start, every
+// resync, when the sink reports its records changed (an agent restart), and
+// after an apply failed. Nothing is written while `canWrite()` is false (a
+// follower replica), and nothing not ours is ever touched.
+import { specOf, errorMessage, sleep, type Logger, type OwnerId, type ServiceInstance, type SourceKind } from '@gantry/core';
+
+export interface Source {
+  readonly kind: SourceKind;
+  snapshot(): Promise<ServiceInstance[]>;
+  changes(signal: AbortSignal): AsyncIterable<void>;
+}
+
+export interface Sink {
+  owned(owner: OwnerId): Promise<ServiceInstance[]>;
+  register(instance: ServiceInstance, previous?: ServiceInstance): Promise<void>;
+  deregister(instance: ServiceInstance): Promise<void>;
+  /** optional: yields when records this owner wrote may have changed behind our back */
+  changes?(signal: AbortSignal): AsyncIterable<void>;
+}
+
+export type Reason = 'start' | 'event' | 'resync' | 'consul-changed' | 'retry' | 'leader';
+export type Action = 'register' | 'update' | 'status' | 'deregister';
+
+export interface PlanEntry { action: Action; instance: ServiceInstance; previous?: ServiceInstance }
+
+export interface Applied extends PlanEntry {
+  reason: Reason | 'orphan';
+  ok: boolean;
+  error?: string;
+  ms: number;
+}
+
+/** What to do to turn `actual` into `desired` (both keyed by instance id). */
+export function plan(desired: readonly ServiceInstance[], actual: readonly ServiceInstance[]): PlanEntry[] {
+  const want = new Map(desired.map((i) => [i.id as string, i]));
+  const have = new Map(actual.map((i) => [i.id as string, i]));
+  const out: PlanEntry[] = [];
+  for (const [id, i] of want) {
+    const prev = have.get(id);
+    if (!prev) out.push({ action: 'register', instance: i });
+    else if (specOf(prev) !== specOf(i)) out.push({ action: 'update', instance: i, previous: prev });
+    else if ((prev.status ?? 'passing') !== (i.status ?? 'passing') || Boolean(prev.maintenance) !== Boolean(i.maintenance)) {
+      out.push({ action: 'status', instance: i, previous: prev });
+    }
+  }
+  for (const [id, i] of have) if (!want.has(id)) out.push({ action: 'deregister', instance: i });
+  return out;
+}
+
+export interface ReconcilerOptions {
+  source: Source;
+  sink: Sink;
+  owner: OwnerId;
+  log: Logger;
+  /** full pass every resyncMs (default 30 s) */
+  resyncMs?: number;
+  /** events within this many ms are taken together (default 10 ms) */
+  debounceMs?: number;
+  /** how many sink calls at once (default 16) */
+  concurrency?: number;
+  /** false while this replica may not write (follower) */
+  canWrite?: () => boolean;
+  /** every applied change, for the audit trail and metrics */
+  onApplied?: (a: Applied) => void;
+  /** every finished pass */
+  onPass?: (p: { reason: Reason; full: boolean; planned: number; failed: number; ms: number }) => void;
+}
+
+export class Reconciler {
+  private readonly o: ReconcilerOptions;
+  /** what Consul holds, as of the last full read plus what we applied since */
+  private actual = new Map<string, ServiceInstance>();
+  private haveActual = false;
+  private pending: { reason: Reason; full: boolean } | undefined;
+  private wake: (() => void) | undefined;
+  private passes = 0;
+
+  constructor(o: ReconcilerOptions) {
+    this.o = o;
+  }
+
+  /** Ask for a pass soon; `full` re-reads what Consul holds first. */
+  trigger(reason: Reason, full = false): void {
+    const p = this.pending;
+    this.pending = { reason: p && p.reason !== 'event' ? p.reason : reason, full: full || (p?.full ?? false) };
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  get passCount(): number {
+    return this.passes;
+  }
+
+  /** Runs until aborted. */
+  async run(signal: AbortSignal): Promise<void> {
+    const pump = async (it: AsyncIterable<void>, reason: Reason, full: boolean): Promise<void> => {
+      try {
+        for await (const _ of it) this.trigger(reason, full);
+      } catch (err) {
+        if (!signal.aborted) this.o.log.error({ err: errorMessage(err) }, 'change stream ended');
+      }
+    };
+    void pump(this.o.source.changes(signal), 'event', false);
+    if (this.o.sink.changes) void pump(this.o.sink.changes(signal), 'consul-changed', true);
+    const resync = setInterval(() => this.trigger('resync', true), this.o.resyncMs ?? 30_000);
+    this.trigger('start', true);
+    try {
+      while (!signal.aborted) {
+        if (!this.pending) {
+          await new Promise<void>((resolve) => {
+            this.wake = resolve;
+            signal.addEventListener('abort', () => resolve(), { once: true });
+          });
+          if (signal.aborted) break;
+          await sleep(this.o.debounceMs ?? 10, signal).catch(() => undefined);
+        }
+        const next = this.pending;
+        this.pending = undefined;
+        if (next) await this.pass(next.reason, next.full || !this.haveActual);
+      }
+    } finally {
+      clearInterval(resync);
+    }
+  }
+
+  /** One reconciliation pass. Never throws: failures are logged and retried. */
+  async pass(reason: Reason, full: boolean): Promise<Applied[]> {
+    const t0 = performance.now();
+    if (this.o.canWrite && !this.o.canWrite()) return [];
+    let desired: ServiceInstance[];
+    try {
+      desired = await this.o.source.snapshot();
+      if (full || !this.haveActual) {
+        const owned = await this.o.sink.owned(this.o.owner);
+        this.actual = new Map(owned.map((i) => [i.id as string, i]));
+        this.haveActual = true;
+      }
+    } catch (err) {
+      this.o.log.warn({ reason, err: errorMessage(err) }, 'reconcile: could not read source or Consul; retrying');
+      this.haveActual = false;
+      setTimeout(() => this.trigger('retry', true), 1000).unref();
+      return [];
+    }
+    const entries = plan(desired, [...this.actual.values()]);
+    const applied = await this.apply(entries, reason);
+    const failed = applied.filter((a) => !a.ok).length;
+    if (failed) {
+      this.haveActual = false; // we no longer know what Consul holds
+      setTimeout(() => this.trigger('retry', true), 1000).unref();
+    }
+    this.passes++;
+    this.o.onPass?.({ reason, full, planned: entries.length, failed, ms: performance.now() - t0 });
+    return applied;
+  }
+
+  private async apply(entries: PlanEntry[], reason: Reason): Promise<Applied[]> {
+    const out: Applied[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < entries.length) {
+        const e = entries[next++]!;
+        if (this.o.canWrite && !this.o.canWrite()) return;
+        const t0 = performance.now();
+        const why = e.action === 'deregister' && (reason === 'start' || reason === 'resync' || reason === 'consul-changed' || reason === 'leader') ? 'orphan' : reason;
+        try {
+          if (e.action === 'deregister') {
+            await this.o.sink.deregister(e.instance);
+            this.actual.delete(e.instance.id);
+          } else {
+            await this.o.sink.register(e.instance, e.previous);
+            this.actual.set(e.instance.id, e.instance);
+          }
+          const a: Applied = { ...e, reason: why, ok: true, ms: performance.now() - t0 };
+          out.push(a);
+          this.o.log.info({ action: e.action, service: e.instance.name, instance: e.instance.id, origin: e.instance.origin, reason: why }, `${e.action} ${e.instance.name}`);
+          this.o.onApplied?.(a);
+        } catch (err) {
+          const a: Applied = { ...e, reason: why, ok: false, error: errorMessage(err), ms: performance.now() - t0 };
+          out.push(a);
+          this.o.log.error({ action: e.action, service: e.instance.name, instance: e.instance.id, err: a.error }, `${e.action} failed`);
+          this.o.onApplied?.(a);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.o.concurrency ?? 16, entries.length) }, worker));
+    return out;
+  }
+}

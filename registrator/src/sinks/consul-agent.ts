@@ -1,0 +1,149 @@
+// Registers instances with the local Consul agent (/v1/agent/service/register),
+// as gliderlabs/registrator does on every Docker host. A status the source knows
+// (Docker HEALTHCHECK) is a TTL check Gantry keeps updated; a paused container
+// is put in maintenance. `changes()` notices when the agent lost our
+// registrations (agent restart) so the reconciler registers them again.
+import {
+  asInstanceId, asServiceName, META, specHash, errorMessage, sleep, Backoff,
+  type ConsulClient, type ServiceInstance, type OwnerId, type HealthStatus, type SourceKind, type CheckSpec, type Logger,
+} from '@gantry/core';
+
+export interface AgentSinkOptions {
+  consul: ConsulClient;
+  owner: OwnerId;
+  log: Logger;
+  /** TTL of the status checks Gantry keeps; refreshed every third of it */
+  statusTtlMs?: number;
+}
+
+interface AgentService { ID: string; Service: string; Address: string; Port: number; Tags: string[] | null; Meta: Record<string, string> | null; Weights?: { Passing: number; Warning: number } }
+interface AgentCheck { CheckID: string; ServiceID: string; Status: HealthStatus }
+
+export const statusCheckId = (id: string): string => `gantry:${id}`;
+const maintenanceCheckId = (id: string): string => `_service_maintenance:${id}`;
+
+function checkBody(c: CheckSpec, i: number): Record<string, unknown> {
+  const common = {
+    Name: `${c.kind.toUpperCase()} check ${i + 1}`,
+    ...('interval' in c ? { Interval: c.interval } : {}),
+    ...(c.kind !== 'ttl' && c.timeout ? { Timeout: c.timeout } : {}),
+    ...(c.deregisterAfter ? { DeregisterCriticalServiceAfter: c.deregisterAfter } : {}),
+    ...(c.initialStatus ? { Status: c.initialStatus } : {}),
+  };
+  switch (c.kind) {
+    case 'http': case 'https': return { ...common, HTTP: c.url, ...(c.method ? { Method: c.method } : {}), ...(c.tlsSkipVerify ? { TLSSkipVerify: true } : {}) };
+    case 'tcp': return { ...common, TCP: c.address };
+    case 'grpc': return { ...common, GRPC: c.address, ...(c.useTls ? { GRPCUseTLS: true } : {}) };
+    case 'script': return { ...common, Args: c.args };
+    case 'ttl': return { ...common, TTL: c.ttl, ...(c.note ? { Notes: c.note } : {}) };
+  }
+}
+
+export class ConsulAgentSink {
+  private readonly o: AgentSinkOptions;
+  /** status checks we keep alive: check id → status */
+  private readonly kept = new Map<string, HealthStatus>();
+  private readonly ttlMs: number;
+  constructor(o: AgentSinkOptions) {
+    this.o = o;
+    this.ttlMs = o.statusTtlMs ?? 60_000;
+  }
+
+  async owned(owner: OwnerId): Promise<ServiceInstance[]> {
+    const filter = `Meta["${META.owner}"] == "${owner}"`;
+    const [svcs, checks] = await Promise.all([
+      this.o.consul.request<Record<string, AgentService>>('GET', '/v1/agent/services', { query: { filter } }),
+      this.o.consul.request<Record<string, AgentCheck>>('GET', '/v1/agent/checks'),
+    ]);
+    const checkMap = checks.body ?? {};
+    return Object.values(svcs.body ?? {}).map((s) => {
+      const st = checkMap[statusCheckId(s.ID)]?.Status;
+      return {
+        id: asInstanceId(s.ID),
+        name: asServiceName(s.Service),
+        address: s.Address,
+        port: s.Port,
+        tags: s.Tags ?? [],
+        meta: s.Meta ?? {},
+        checks: [],
+        origin: { source: (s.Meta?.[META.source] ?? 'docker') as SourceKind, ref: s.Meta?.[META.origin] ?? '' },
+        ...(st ? { status: st } : {}),
+        ...(checkMap[maintenanceCheckId(s.ID)] ? { maintenance: true } : {}),
+      };
+    });
+  }
+
+  async register(i: ServiceInstance, previous?: ServiceInstance): Promise<void> {
+    const c = this.o.consul;
+    const unchanged = previous && previous.meta[META.spec] === specHash(i);
+    if (!unchanged) {
+      const checks = i.checks.map(checkBody);
+      if (i.status) checks.push({ CheckID: statusCheckId(i.id), Name: 'Docker HEALTHCHECK (kept by Gantry)', TTL: `${Math.ceil(this.ttlMs / 1000)}s`, Status: i.status });
+      await c.request('PUT', '/v1/agent/service/register', {
+        query: { 'replace-existing-checks': true },
+        body: {
+          ID: i.id, Name: i.name, Address: i.address, Port: i.port, Tags: i.tags,
+          Meta: { ...i.meta, [META.spec]: specHash(i) },
+          ...(i.weights ? { Weights: { Passing: i.weights.passing, Warning: i.weights.warning } } : {}),
+          Checks: checks,
+        },
+      });
+    } else if (i.status && previous?.status !== i.status) {
+      await this.updateStatus(i.id, i.status);
+    }
+    if (i.status) this.kept.set(statusCheckId(i.id), i.status); else this.kept.delete(statusCheckId(i.id));
+    if (Boolean(previous?.maintenance) !== Boolean(i.maintenance) || (!unchanged && i.maintenance)) {
+      await c.request('PUT', `/v1/agent/service/maintenance/${encodeURIComponent(i.id)}`, { query: { enable: Boolean(i.maintenance), reason: 'container paused (gantry)' } });
+    }
+  }
+
+  private async updateStatus(id: string, status: HealthStatus): Promise<void> {
+    await this.o.consul.request('PUT', `/v1/agent/check/update/${encodeURIComponent(statusCheckId(id))}`, { body: { Status: status, Output: `Docker health: ${status}` } });
+  }
+
+  async deregister(i: Pick<ServiceInstance, 'id'>): Promise<void> {
+    this.kept.delete(statusCheckId(i.id));
+    await this.o.consul.request('PUT', `/v1/agent/service/deregister/${encodeURIComponent(i.id)}`);
+  }
+
+  /**
+   * Yields when the agent's services changed in a way that may have lost ours
+   * (a blocking query on the agent's service list); also keeps status TTLs alive.
+   */
+  async *changes(signal: AbortSignal): AsyncIterable<void> {
+    const refresh = setInterval(() => {
+      for (const [checkId, status] of this.kept) {
+        this.o.consul.request('PUT', `/v1/agent/check/update/${encodeURIComponent(checkId)}`, { body: { Status: status, Output: `Docker health: ${status}` } })
+          .catch((err: unknown) => this.o.log.debug({ check: checkId, err: errorMessage(err) }, 'status refresh failed'));
+      }
+    }, Math.max(1000, Math.floor(this.ttlMs / 3)));
+    const backoff = new Backoff({ baseMs: 200, maxMs: 10_000 });
+    let hash: string | undefined;
+    let wasDown = false;
+    try {
+      while (!signal.aborted) {
+        try {
+          // agent endpoints block on a content hash, not an index
+          const res = await this.o.consul.request<Record<string, AgentService>>('GET', '/v1/agent/services', {
+            query: { filter: `Meta["${META.owner}"] == "${this.o.owner}"`, ...(hash ? { hash } : {}) },
+            wait: hash ? '30s' : undefined, timeoutMs: 40_000, signal,
+          });
+          const next = res.headers['x-consul-contenthash'];
+          const current = typeof next === 'string' ? next : undefined;
+          const changed = hash !== undefined && current !== hash;
+          hash = current;
+          if (changed || wasDown) yield;
+          wasDown = false;
+          backoff.reset();
+        } catch {
+          if (signal.aborted) return;
+          wasDown = true;
+          hash = undefined;
+          await sleep(backoff.next(), signal).catch(() => undefined);
+        }
+      }
+    } finally {
+      clearInterval(refresh);
+    }
+  }
+}

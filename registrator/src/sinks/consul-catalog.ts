@@ -1,0 +1,78 @@
+// Writes instances into the Consul catalog under a synthetic node (as consul-k8s
+// catalog sync does), with a Gantry-managed health check per instance whose
+// status the source sets (EndpointSlice ready → passing, not ready → critical).
+// Catalog records do not belong to any one agent, so a new leader of a
+// replicated registrator finds and keeps them.
+import { asInstanceId, asServiceName, META, specHash, type ConsulClient, type ServiceInstance, type OwnerId, type HealthStatus, type SourceKind } from '@gantry/core';
+
+export interface CatalogSinkOptions {
+  consul: ConsulClient;
+  /** the synthetic node the records live on, e.g. k8s-sync-<cluster> */
+  node: string;
+  /** its address (a placeholder; instances carry their own) */
+  nodeAddress?: string;
+}
+
+interface CatalogService {
+  ID: string; Service: string; Address: string; Port: number; Tags: string[] | null; Meta: Record<string, string> | null;
+  Weights?: { Passing: number; Warning: number };
+}
+interface HealthCheck { CheckID: string; ServiceID: string; Status: HealthStatus }
+
+export const checkIdOf = (id: string): string => `gantry:${id}`;
+
+export class ConsulCatalogSink {
+  private readonly o: CatalogSinkOptions;
+  constructor(o: CatalogSinkOptions) {
+    this.o = o;
+  }
+
+  /** Every instance on our node whose gantry-owner is `owner`. */
+  async owned(owner: OwnerId): Promise<ServiceInstance[]> {
+    const node = encodeURIComponent(this.o.node);
+    const [svcs, checks] = await Promise.all([
+      this.o.consul.request<{ Services?: CatalogService[] } | null>('GET', `/v1/catalog/node-services/${node}`, { query: { filter: `Meta["${META.owner}"] == "${owner}"` } }),
+      this.o.consul.request<HealthCheck[] | null>('GET', `/v1/health/node/${node}`),
+    ]);
+    const status = new Map<string, HealthStatus>();
+    for (const c of checks.body ?? []) if (c.CheckID === checkIdOf(c.ServiceID)) status.set(c.ServiceID, c.Status);
+    return (svcs.body?.Services ?? []).map((s) => ({
+      id: asInstanceId(s.ID),
+      name: asServiceName(s.Service),
+      address: s.Address,
+      port: s.Port,
+      tags: s.Tags ?? [],
+      meta: s.Meta ?? {},
+      checks: [],
+      origin: { source: (s.Meta?.[META.source] ?? 'kubernetes') as SourceKind, ref: s.Meta?.[META.origin] ?? '' },
+      ...(status.has(s.ID) ? { status: status.get(s.ID)! } : {}),
+      ...(s.Weights && (s.Weights.Passing !== 1 || s.Weights.Warning !== 1) ? { weights: { passing: s.Weights.Passing, warning: s.Weights.Warning } } : {}),
+    }));
+  }
+
+  async register(i: ServiceInstance): Promise<void> {
+    await this.o.consul.request('PUT', '/v1/catalog/register', {
+      body: {
+        Node: this.o.node,
+        Address: this.o.nodeAddress ?? '127.0.0.1',
+        NodeMeta: { 'external-source': 'gantry', [META.source]: i.origin.source },
+        SkipNodeUpdate: true,
+        Service: {
+          ID: i.id, Service: i.name, Address: i.address, Port: i.port, Tags: i.tags, Meta: { ...i.meta, [META.spec]: specHash(i) },
+          ...(i.weights ? { Weights: { Passing: i.weights.passing, Warning: i.weights.warning } } : {}),
+        },
+        Checks: [{
+          CheckID: checkIdOf(i.id),
+          Name: 'Gantry: source health',
+          ServiceID: i.id,
+          Status: i.status ?? 'passing',
+          Notes: i.status === 'critical' ? 'endpoint not ready' : 'endpoint ready',
+        }],
+      },
+    });
+  }
+
+  async deregister(i: Pick<ServiceInstance, 'id'>): Promise<void> {
+    await this.o.consul.request('PUT', '/v1/catalog/deregister', { body: { Node: this.o.node, ServiceID: i.id } });
+  }
+}

@@ -1,0 +1,54 @@
+// Runs a `gantry <command>` as a real child process (so tests can SIGKILL it),
+// with its JSON log kept in a file and parsed on demand.
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { repoRoot } from './bins.ts';
+import { spawnEngine, tempDir, freePort, waitUntil, removeDir, type ManagedProcess } from './process.ts';
+
+export interface GantryProcess {
+  proc: ManagedProcess;
+  readonly adminUrl: string;
+  readonly dir: string;
+  /** every JSON log line so far */
+  logs(): Array<Record<string, unknown>>;
+  /** start again with the same arguments (after kill/stop) */
+  restart(): Promise<void>;
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+  tail(lines?: number): string;
+}
+
+export async function startGantry(command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; waitHealthy?: boolean } = {}): Promise<GantryProcess> {
+  const dir = tempDir(`gantry-${command}`);
+  const port = await freePort();
+  const adminUrl = `http://127.0.0.1:${port}`;
+  const logFile = join(dir, `${command}.log`);
+  const launch = async (): Promise<ManagedProcess> => {
+    const proc = spawnEngine(`gantry ${command}`, process.execPath, [join(repoRoot, 'cli', 'bin', 'gantry.ts'), command, '--admin-addr', `127.0.0.1:${port}`, ...args], {
+      logFile, env: { ...process.env, ...opts.env },
+    });
+    await waitUntil(`gantry ${command} admin`, async () => {
+      const res = await fetch(`${adminUrl}/healthz`, { signal: AbortSignal.timeout(1000) });
+      return opts.waitHealthy === false || res.ok;
+    }, { proc, timeoutMs: 30_000 });
+    return proc;
+  };
+  const g: GantryProcess = {
+    proc: await launch(),
+    adminUrl,
+    dir,
+    logs() {
+      const out: Array<Record<string, unknown>> = [];
+      for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+        if (!line.startsWith('{')) continue;
+        try { out.push(JSON.parse(line) as Record<string, unknown>); } catch { /* partial line */ }
+      }
+      return out;
+    },
+    async restart() { g.proc = await launch(); },
+    async kill() { await g.proc.kill(); },
+    async stop() { await g.proc.stop(); removeDir(dir); },
+    tail: (n) => g.proc.tail(n),
+  };
+  return g;
+}
