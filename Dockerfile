@@ -20,5 +20,5 @@ COPY templater templater
 COPY gateway gateway
 COPY config-client config-client
 USER node
-ENTRYPOINT ["node", "/app/cli/bin/gantry.ts"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/cli/bin/gantry.ts"]
 CMD ["--help"]

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { repoRoot, systemBin } from '../test/harness/bins.ts';
 import { spawnEngine, tcpReady, waitUntil, type ManagedProcess } from '../test/harness/process.ts';
 import { startConsul } from '../test/harness/engines/consul.ts';
+import { startRedis } from '../test/harness/engines/redis.ts';
+import { GANTRY_NODE_FLAGS } from '../test/harness/gantry.ts';
 
 const runDir = process.env.GANTRY_RUN_DIR ?? join(repoRoot, '.run');
 const consulPort = Number(process.env.GANTRY_UP_CONSUL_PORT ?? 8500);
@@ -27,9 +29,13 @@ async function main(): Promise<void> {
   procs.push({ name: 'haproxy', stop: () => haproxy.stop() });
   say(`haproxy   http://127.0.0.1:${statsPort}/   (stats; master CLI ${join(runDir, 'haproxy-master.sock')})`);
 
+  const redis = await startRedis();
+  procs.push({ name: 'redis', stop: () => redis.stop() });
+  say(`redis     ${redis.url}   (audit trail: gantry audit log --audit-redis ${redis.url})`);
+
   const env = { ...process.env, CONSUL_HTTP_ADDR: consul.addr };
-  for (const part of parts()) {
-    const p = spawnEngine(part.name, process.execPath, [join(repoRoot, 'cli', 'bin', 'gantry.ts'), ...part.args], { env, logFile: join(runDir, `${part.name}.log`) });
+  for (const part of parts({ redisUrl: redis.url })) {
+    const p = spawnEngine(part.name, process.execPath, [...GANTRY_NODE_FLAGS, join(repoRoot, 'cli', 'bin', 'gantry.ts'), ...part.args], { env, logFile: join(runDir, `${part.name}.log`) });
     procs.push({ name: part.name, stop: () => p.stop() });
     say(`${part.name.padEnd(9)} ${part.where}   (log ${p.logFile})`);
   }
@@ -39,8 +45,15 @@ async function main(): Promise<void> {
 }
 
 /** The Gantry parts `make up` runs; each part adds itself here when it exists. */
-function parts(): Array<{ name: string; args: string[]; where: string }> {
-  return [];
+function parts(ctx: { redisUrl: string }): Array<{ name: string; args: string[]; where: string }> {
+  const registratorAdmin = process.env.GANTRY_UP_REGISTRATOR_ADMIN ?? '127.0.0.1:9101';
+  return [
+    {
+      name: 'registrator',
+      args: ['registrator', '--admin-addr', registratorAdmin, '--audit-redis', ctx.redisUrl],
+      where: `http://${registratorAdmin}/metrics  (containers of the local Docker engine → Consul)`,
+    },
+  ];
 }
 
 /** HAProxy from deploy/haproxy.cfg, its sockets and stats page moved to this run. */

@@ -7,11 +7,11 @@ import { repoRoot } from './harness/bins.ts';
 import { freePorts, tempDir, removeDir, waitUntil } from './harness/process.ts';
 
 test('scripts/up.ts starts Consul (UI) and HAProxy (stats), and SIGINT stops them all', async (t) => {
-  const [consulPort, statsPort] = await freePorts(2);
+  const [consulPort, statsPort, regPort] = await freePorts(3);
   const runDir = tempDir('up');
   t.teardown(() => removeDir(runDir));
   const child = spawn(process.execPath, [join(repoRoot, 'scripts', 'up.ts')], {
-    env: { ...process.env, GANTRY_RUN_DIR: runDir, GANTRY_UP_CONSUL_PORT: String(consulPort), GANTRY_UP_STATS_PORT: String(statsPort) },
+    env: { ...process.env, GANTRY_RUN_DIR: runDir, GANTRY_UP_CONSUL_PORT: String(consulPort), GANTRY_UP_STATS_PORT: String(statsPort), GANTRY_UP_REGISTRATOR_ADMIN: `127.0.0.1:${regPort}` },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -24,8 +24,15 @@ test('scripts/up.ts starts Consul (UI) and HAProxy (stats), and SIGINT stops the
   t.is((await fetch(`http://127.0.0.1:${consulPort}/ui/`)).status, 200);
   t.is((await fetch(`http://127.0.0.1:${statsPort}/`)).status, 200);
   t.regex(out, /Press Ctrl-C to stop/);
+  // the registrator is up against the local Docker engine
+  const health = await waitUntil('registrator healthy', async () => {
+    const res = await fetch(`http://127.0.0.1:${regPort}/healthz`);
+    return res.ok ? ((await res.json()) as Record<string, unknown>) : undefined;
+  }, { timeoutMs: 30_000 });
+  t.is(health.docker, 'ok');
   child.kill('SIGINT');
   t.is(await exited, 0);
   await t.throwsAsync(fetch(`http://127.0.0.1:${consulPort}/v1/status/leader`));
   await t.throwsAsync(fetch(`http://127.0.0.1:${statsPort}/`));
+  await t.throwsAsync(fetch(`http://127.0.0.1:${regPort}/healthz`));
 });

@@ -5,7 +5,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
-import Consul from 'consul';
+import { createRequire } from 'node:module';
+import type Consul from 'consul';
 import { GantryError, errorMessage } from './errors.ts';
 
 export interface ConsulConfig {
@@ -99,13 +100,18 @@ export function createConsul(cfg: ConsulConfig): ConsulClient {
     : new http.Agent({ keepAlive: true, maxSockets: 64 });
   const port = Number(url.port || (secure ? 443 : 80));
   const baseUrl = `${secure ? 'https' : 'http'}://${url.hostname}:${port}`;
-  const api = new Consul({
-    host: url.hostname.replace(/^\[|\]$/g, ''),
-    port,
-    secure,
-    agent,
-    defaults: { ...(token ? { token } : {}), ...(cfg.datacenter ? { dc: cfg.datacenter } : {}) },
-  });
+  // the `consul` package is loaded on first use only: most parts need just `request`
+  let api: Consul | undefined;
+  const makeApi = (): Consul => {
+    const ConsulClass = createRequire(import.meta.url)('consul') as typeof Consul;
+    return new ConsulClass({
+      host: url.hostname.replace(/^\[|\]$/g, ''),
+      port,
+      secure,
+      agent,
+      defaults: { ...(token ? { token } : {}), ...(cfg.datacenter ? { dc: cfg.datacenter } : {}) },
+    });
+  };
 
   const request = <T>(method: string, path: string, opts: RequestOptions = {}): Promise<ConsulResponse<T>> => {
     const target = new URL(path, baseUrl);
@@ -153,7 +159,10 @@ export function createConsul(cfg: ConsulConfig): ConsulClient {
   };
 
   return {
-    api,
+    get api() {
+      api ??= makeApi();
+      return api;
+    },
     baseUrl,
     datacenter: cfg.datacenter,
     request,

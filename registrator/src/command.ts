@@ -2,20 +2,15 @@
 // kept in step with Consul by the reconciler, with an audit trail in Redis,
 // metrics and /healthz on the admin port.
 import { hostname, networkInterfaces } from 'node:os';
-import Docker from 'dockerode';
-import { KubeConfig } from '@kubernetes/client-node';
 import {
   createConsul, consulFlags, commonFlags, consulConfigFromFlags, createLogger, createRegistry, startAdminServer,
   asOwnerId, errorMessage, UsageError, type Command, type FlagSpec, type Flags, type Logger, type ConsulClient,
 } from '@gantry/core';
 import { Reconciler, type Applied, type Source, type Sink } from './reconciler.ts';
 import { DockerSource } from './sources/docker/source.ts';
-import { KubernetesSource } from './sources/kubernetes/source.ts';
-import { defaultKubeSyncOptions, type NodePortSyncType } from './sources/kubernetes/mapping.ts';
+import { DockerClient } from './sources/docker/client.ts';
 import { ConsulAgentSink } from './sinks/consul-agent.ts';
-import { ConsulCatalogSink } from './sinks/consul-catalog.ts';
-import { LeaderElection } from './leader.ts';
-import { AuditWriter } from './audit/writer.ts';
+import type { AuditWriter } from './audit/writer.ts';
 import { entryFromApplied } from './audit/entry.ts';
 import { registratorMetrics, type RegistratorMetrics } from './metrics.ts';
 
@@ -69,7 +64,7 @@ export function hostAddress(): string {
   return '127.0.0.1';
 }
 
-interface Part { name: 'docker' | 'kubernetes'; reconciler: Reconciler; healthy: () => boolean }
+export interface Part { name: 'docker' | 'kubernetes'; reconciler: Reconciler; healthy: () => boolean }
 
 async function waitForConsul(consul: ConsulClient, f: Flags, log: Logger, signal: AbortSignal): Promise<void> {
   const attempts = f.int('retry-attempts');
@@ -86,7 +81,7 @@ async function waitForConsul(consul: ConsulClient, f: Flags, log: Logger, signal
   }
 }
 
-function wire(name: Part['name'], source: Source, sink: Sink, owner: string, f: Flags, log: Logger, m: RegistratorMetrics, audit: AuditWriter | undefined, canWrite?: () => boolean): Reconciler {
+export function wire(name: Part['name'], source: Source, sink: Sink, owner: string, f: Flags, log: Logger, m: RegistratorMetrics, audit: AuditWriter | undefined, canWrite?: () => boolean): Reconciler {
   return new Reconciler({
     source, sink, owner: asOwnerId(owner), log: log.child({ source: name }), resyncMs: f.ms('resync'),
     ...(canWrite ? { canWrite } : {}),
@@ -116,6 +111,7 @@ export const registratorCommand: Command = {
     let audit: AuditWriter | undefined;
     const auditUrl = f.optStr('audit-redis');
     if (auditUrl) {
+      const { AuditWriter } = await import('./audit/writer.ts'); // ioredis only when auditing
       audit = new AuditWriter({
         url: auditUrl, key: f.str('audit-key'), maxLen: f.int('audit-max-len'), bufferSize: f.int('audit-buffer'), log,
         onDropped: (n) => m.auditDropped.inc(n), onWritten: (n) => m.auditWritten.inc(n),
@@ -137,7 +133,7 @@ export const registratorCommand: Command = {
         const owner = f.optStr('owner') ?? `registrator@${host}`;
         const ref: { reconciler?: Reconciler } = {};
         const source = new DockerSource({
-          docker: new Docker({ socketPath: f.str('docker-socket') }), log, owner: asOwnerId(owner), hostname: host,
+          docker: new DockerClient(f.str('docker-socket')), log, owner: asOwnerId(owner), hostname: host,
           hostIp: f.optStr('ip') ?? hostAddress(), ...(f.optStr('ip') ? { ip: f.str('ip') } : {}),
           internal: f.bool('internal'), explicit: f.bool('explicit'), tags: f.list('tags'),
           ...(f.optStr('network') ? { network: f.str('network') } : {}),
@@ -157,34 +153,11 @@ export const registratorCommand: Command = {
       }
 
       if (f.bool('kubernetes')) {
-        const cluster = f.str('k8s-cluster');
-        const owner = f.optStr('owner') && !f.bool('docker') ? f.str('owner') : `kubernetes@${cluster}`;
-        const kc = new KubeConfig();
-        const kubeconfig = f.optStr('kubeconfig');
-        if (kubeconfig) kc.loadFromFile(kubeconfig); else kc.loadFromDefault();
-        const source = new KubernetesSource({
-          ...defaultKubeSyncOptions(asOwnerId(owner), cluster), kc, log,
-          defaultSync: f.bool('k8s-default-sync'), allowNamespaces: f.list('k8s-allow-namespaces'), denyNamespaces: f.list('k8s-deny-namespaces'),
-          prefix: f.str('k8s-service-prefix'), namespaceSuffix: f.bool('k8s-namespace-suffix'), tag: f.str('k8s-tag'),
-          nodePortSyncType: f.str('k8s-node-port-sync-type') as NodePortSyncType, loadBalancerEndpoints: f.bool('k8s-lb-endpoints'),
-          onInformerRestart: (informer, reason) => m.streamRestarts.inc({ source: 'kubernetes', stream: informer, reason }),
-        });
-        const sink = new ConsulCatalogSink({ consul, node: f.optStr('k8s-consul-node') ?? `k8s-sync-${cluster}` });
-        let leader: LeaderElection | undefined;
-        const ref: { reconciler?: Reconciler } = {};
-        if (f.bool('k8s-leader-election')) {
-          leader = new LeaderElection({
-            consul, key: `gantry/registrator/${cluster}/leader`, id: `${host}:${process.pid}`, ttlMs: f.ms('k8s-leader-ttl'), log,
-            onChange: (isLeader) => { m.leader.set(isLeader ? 1 : 0); if (isLeader) ref.reconciler?.trigger('leader', true); },
-          });
-          running.push(leader.run(ctx.signal));
-        } else m.leader.set(1);
-        const l = leader;
-        const r = wire('kubernetes', source, sink, owner, f, log, m, audit, l ? () => l.isLeader : undefined);
-        ref.reconciler = r;
-        parts.push({ name: 'kubernetes', reconciler: r, healthy: () => source.synced });
-        // nothing is reconciled (so nothing deleted) before every informer has listed once
-        running.push(source.start(ctx.signal).then(() => { log.info({ cluster, owner }, 'kubernetes informers synced'); return r.run(ctx.signal); }));
+        // loaded only when asked for: the Kubernetes client is large
+        const { startKubernetesPart } = await import('./kubernetes-part.ts');
+        const part = await startKubernetesPart({ f, log, m, audit, consul, host, signal: ctx.signal });
+        parts.push(part.part);
+        running.push(...part.running);
       }
       log.info({ admin: admin.url }, 'registrator running');
       await Promise.allSettled(running);

@@ -2,13 +2,13 @@
 // set is computed from a list + inspect (inspections cached until an event
 // about that container); the event stream only says "look again", and it is
 // re-opened with backoff whenever it closes (the process never exits for it).
-import type Docker from 'dockerode';
 import type { ContainerInspectInfo } from 'dockerode';
+import type { DockerClient } from './client.ts';
 import { Backoff, sleep, errorMessage, escapeLogField, type Logger, type ServiceInstance } from '@gantry/core';
 import { containerInstances, type DockerSyncOptions, type Problem } from './container.ts';
 
 export interface DockerSourceOptions extends DockerSyncOptions {
-  docker: Docker;
+  docker: DockerClient;
   log: Logger;
   onProblem?: (p: Problem) => void;
   onStreamRestart?: () => void;
@@ -40,7 +40,7 @@ export class DockerSource {
   }
 
   async snapshot(): Promise<ServiceInstance[]> {
-    const list = await this.o.docker.listContainers({ all: this.o.deregister === 'on-success' });
+    const list = await this.o.docker.list(this.o.deregister === 'on-success');
     const ids = new Set(list.map((c) => c.Id));
     for (const id of this.cache.keys()) if (!ids.has(id)) this.cache.delete(id);
     const todo = list.filter((c) => !this.cache.has(c.Id) || this.cache.get(c.Id)!.State.Status !== c.State);
@@ -49,7 +49,7 @@ export class DockerSource {
       while (next < todo.length) {
         const c = todo[next++]!;
         try {
-          this.cache.set(c.Id, await this.o.docker.getContainer(c.Id).inspect());
+          this.cache.set(c.Id, await this.o.docker.inspect(c.Id));
         } catch (err) {
           this.cache.delete(c.Id); // gone between list and inspect
           this.o.log.debug({ container: c.Id, err: errorMessage(err) }, 'inspect failed');
@@ -102,7 +102,7 @@ export class DockerSource {
     let first = true;
     while (!signal.aborted) {
       try {
-        const stream = (await this.o.docker.getEvents({ filters: { type: ['container'], event: EVENTS } })) as NodeJS.ReadableStream & { destroy(): void };
+        const stream = await this.o.docker.events({ type: ['container'], event: EVENTS }, signal);
         this.connected = true;
         backoff.reset();
         if (!first) {

@@ -1,0 +1,114 @@
+// `npm run bench -- registrator`: container start → registered and stop →
+// deregistered (p50/p99 over 200), cold start with 300 running containers, and
+// the registrator's RSS with 300 containers. Baselines in the same run: a
+// direct Consul register call, the same work done by direct calls, and the
+// registrator's RSS with no containers.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type Docker from 'dockerode';
+import { createConsul, type ConsulClient } from '@gantry/core';
+import { startConsul } from '../test/harness/engines/consul.ts';
+import { ensureDocker, runContainer, cleanupContainers, newRunId } from '../test/harness/engines/docker.ts';
+import { startGantry, type GantryProcess } from '../test/harness/gantry.ts';
+import { result, percentile, nowMs, TWO_CORES, type BenchResult } from './lib.ts';
+
+const N = Number(process.env.BENCH_REGISTRATOR_N ?? 200);
+const COLD = Number(process.env.BENCH_REGISTRATOR_COLD ?? 300);
+
+/** Resolves when `pred` holds for the agent's service list; re-checks on every change (blocking query). */
+async function until(consul: ConsulClient, owner: string, pred: (names: Set<string>) => boolean, timeoutMs = 30_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let hash: string | undefined;
+  for (;;) {
+    const r = await consul.request<Record<string, { Service: string }>>('GET', '/v1/agent/services', {
+      query: { filter: `Meta["gantry-owner"] == "${owner}"`, ...(hash ? { hash } : {}) }, wait: hash ? '5s' : undefined, timeoutMs: 10_000,
+    });
+    if (pred(new Set(Object.values(r.body ?? {}).map((s) => s.Service)))) return nowMs();
+    if (Date.now() > deadline) throw new Error('bench: timed out waiting for Consul');
+    const h = r.headers['x-consul-contenthash'];
+    hash = typeof h === 'string' ? h : undefined;
+  }
+}
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+export async function run(): Promise<BenchResult[]> {
+  const out: BenchResult[] = [];
+  const docker: Docker = await ensureDocker();
+  const runId = newRunId();
+  const owner = `bench-${runId}`;
+  const consulEngine = await startConsul();
+  const consul = createConsul({ addr: consulEngine.addr });
+  let reg: GantryProcess | undefined;
+  try {
+    // baseline: a direct register call, until Consul shows it
+    const direct: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const t0 = nowMs();
+      await consul.request('PUT', '/v1/agent/service/register', { body: { ID: `direct-${i}`, Name: `direct-${i}`, Port: 1000 + i, Meta: { 'gantry-owner': `${owner}-direct` } } });
+      direct.push((await until(consul, `${owner}-direct`, (s) => s.has(`direct-${i}`))) - t0);
+    }
+    reg = await startGantry('registrator', ['--owner', owner, '--require-label', `gantry.test=${runId}`, '--resync', '60s', '--log-level', 'warn'], { env: { CONSUL_HTTP_ADDR: consulEngine.addr } });
+    const rssIdle = rssMb(reg.proc.pid);
+
+    const up: number[] = [];
+    const down: number[] = [];
+    const containers: Docker.Container[] = [];
+    for (let i = 0; i < N; i++) {
+      const c = await runContainer(docker, { runId, name: `${runId}-s${i}`, publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: `svc-${i}` }, labels: { 'gantry.test': runId }, start: false });
+      await c.start(); // resolves once the engine reports the container running
+      const t0 = nowMs();
+      up.push((await until(consul, owner, (s) => s.has(`svc-${i}`))) - t0);
+      containers.push(c);
+    }
+    for (let i = 0; i < N; i++) {
+      await containers[i]!.kill(); // resolves once the container is dead
+      const t0 = nowMs();
+      down.push((await until(consul, owner, (s) => !s.has(`svc-${i}`))) - t0);
+    }
+    const d50 = percentile(direct, 50);
+    const d99 = percentile(direct, 99);
+    const note = `${TWO_CORES}; from docker start()/kill() resolving (container running / dead) to the change visible through a Consul blocking query`;
+    out.push(result({ suite: 'registrator', metric: 'start_to_registered_p50', value: percentile(up, 50), unit: 'ms', n: N, baseline_metric: 'direct_register_p50', baseline_value: d50, notes: note }));
+    out.push(result({ suite: 'registrator', metric: 'start_to_registered_p99', value: percentile(up, 99), unit: 'ms', n: N, baseline_metric: 'direct_register_p99', baseline_value: d99, notes: `${note}; target p99 <= 100 ms` }));
+    out.push(result({ suite: 'registrator', metric: 'stop_to_deregistered_p50', value: percentile(down, 50), unit: 'ms', n: N, baseline_metric: 'direct_register_p50', baseline_value: d50, notes: note }));
+    out.push(result({ suite: 'registrator', metric: 'stop_to_deregistered_p99', value: percentile(down, 99), unit: 'ms', n: N, baseline_metric: 'direct_register_p99', baseline_value: d99, notes: `${note}; target p99 <= 100 ms` }));
+    await reg.stop();
+    reg = undefined;
+    await cleanupContainers(docker, runId);
+
+    // cold start: COLD running containers, then the registrator starts
+    const cold = newRunId();
+    for (let i = 0; i < COLD; i += 10) {
+      await Promise.all(Array.from({ length: Math.min(10, COLD - i) }, (_, k) => runContainer(docker, { runId: cold, name: `${cold}-c${i + k}`, publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: `cold-${i + k}` }, labels: { 'gantry.test': cold } })));
+    }
+    const coldOwner = `bench-${cold}`;
+    // baseline: registering the same number of services with direct calls (16 at a time)
+    const tb = nowMs();
+    let next = 0;
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      while (next < COLD) { const i = next++; await consul.request('PUT', '/v1/agent/service/register', { body: { ID: `b-${i}`, Name: `b-${i}`, Port: 1, Meta: { 'gantry-owner': `${coldOwner}-direct` } } }); }
+    }));
+    const baselineCold = nowMs() - tb;
+    const t0 = nowMs();
+    reg = await startGantry('registrator', ['--owner', coldOwner, '--require-label', `gantry.test=${cold}`, '--resync', '60s', '--log-level', 'warn'], { env: { CONSUL_HTTP_ADDR: consulEngine.addr }, waitHealthy: false });
+    const tDone = await until(consul, coldOwner, (s) => s.size === COLD, 60_000);
+    out.push(result({ suite: 'registrator', metric: 'cold_start_until_consul_matches', value: tDone - t0, unit: 'ms', n: COLD, baseline_metric: 'direct_register_all_16_parallel', baseline_value: baselineCold, notes: `${TWO_CORES}; includes node start of the registrator process; target <= 3000 ms` }));
+    await new Promise((r) => setTimeout(r, 1000));
+    out.push(result({ suite: 'registrator', metric: 'rss_with_containers', value: rssMb(reg.proc.pid), unit: 'MB', n: COLD, baseline_metric: 'rss_with_no_containers', baseline_value: rssIdle, notes: 'VmRSS of the registrator process after convergence; target <= 120 MB' }));
+    await cleanupContainers(docker, cold);
+  } finally {
+    await reg?.stop();
+    await cleanupContainers(docker, runId);
+    consul.close();
+    await consulEngine.stop();
+  }
+  return out;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  for (const r of await run()) process.stdout.write(`${JSON.stringify(r)}\n`);
+}
