@@ -5,7 +5,7 @@
 // resync, when the sink reports its records changed (an agent restart), and
 // after an apply failed. Nothing is written while `canWrite()` is false (a
 // follower replica), and nothing not ours is ever touched.
-import { specOf, errorMessage, sleep, type Logger, type OwnerId, type ServiceInstance, type SourceKind } from '@gantry/core';
+import { specOf, errorMessage, sleep, Backoff, type Logger, type OwnerId, type ServiceInstance, type SourceKind } from '@gantry/core';
 
 export interface Source {
   readonly kind: SourceKind;
@@ -77,6 +77,9 @@ export class Reconciler {
   private pending: { reason: Reason; full: boolean } | undefined;
   private wake: (() => void) | undefined;
   private passes = 0;
+  /** one retry at a time, backing off while the failure lasts */
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly retryBackoff = new Backoff({ baseMs: 500, maxMs: 30_000 });
 
   constructor(o: ReconcilerOptions) {
     this.o = o;
@@ -142,7 +145,7 @@ export class Reconciler {
     } catch (err) {
       this.o.log.warn({ reason, err: errorMessage(err) }, 'reconcile: could not read source or Consul; retrying');
       this.haveActual = false;
-      setTimeout(() => this.trigger('retry', true), 1000).unref();
+      this.scheduleRetry();
       return [];
     }
     const entries = plan(desired, [...this.actual.values()]);
@@ -150,11 +153,18 @@ export class Reconciler {
     const failed = applied.filter((a) => !a.ok).length;
     if (failed) {
       this.haveActual = false; // we no longer know what Consul holds
-      setTimeout(() => this.trigger('retry', true), 1000).unref();
-    }
+      this.scheduleRetry();
+    } else this.retryBackoff.reset();
     this.passes++;
     this.o.onPass?.({ reason, full, planned: entries.length, failed, ms: performance.now() - t0 });
     return applied;
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer) return;
+    const delay = Math.max(200, this.retryBackoff.next());
+    this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.trigger('retry', true); }, delay);
+    this.retryTimer.unref();
   }
 
   private async apply(entries: PlanEntry[], reason: Reason): Promise<Applied[]> {

@@ -91,6 +91,11 @@ test('checks from SERVICE_CHECK_* keys', (t) => {
   t.deepEqual(mk(['SERVICE_CHECK_TCP=true']), [{ kind: 'tcp', address: '127.0.0.1:8080', interval: '10s' }]);
   t.deepEqual(mk(['SERVICE_CHECK_TTL=30s']), [{ kind: 'ttl', ttl: '30s' }]);
   t.deepEqual(mk(['SERVICE_CHECK_GRPC=true', 'SERVICE_CHECK_DEREGISTER_AFTER=1m']), [{ kind: 'grpc', address: '127.0.0.1:8080', interval: '10s', deregisterAfter: '1m' }]);
+  // one check, by registrator's order: http wins over tcp and ttl
+  t.deepEqual(mk(['SERVICE_CHECK_TCP=true', 'SERVICE_CHECK_TTL=5s', 'SERVICE_CHECK_HTTP=/h']).map((c) => c.kind), ['http']);
+  t.deepEqual(mk(['SERVICE_CHECK_TCP=true', 'SERVICE_CHECK_TTL=5s']).map((c) => c.kind), ['ttl']);
+  const zero = one({ ports: pub('80/tcp'), env: ['SERVICE_CHECK_TCP=true', 'SERVICE_CHECK_INTERVAL=0'] });
+  t.regex(zero.problems[0]!.reason, /more than 0/);
   t.deepEqual(mk(['SERVICE_CHECK_HTTPS=/h', 'SERVICE_CHECK_INITIAL_STATUS=passing']), [{ kind: 'https', url: 'https://127.0.0.1:8080/h', tlsSkipVerify: false, interval: '10s', initialStatus: 'passing' }]);
   t.deepEqual(mk(['SERVICE_CHECK_SCRIPT=check $SERVICE_IP $SERVICE_PORT']), [{ kind: 'script', args: ['/bin/sh', '-c', 'check 127.0.0.1 8080'], interval: '10s' }]);
   const bad = one({ ports: pub('80/tcp'), env: ['SERVICE_CHECK_HTTP=/', 'SERVICE_CHECK_INITIAL_STATUS=great'] });

@@ -207,3 +207,18 @@ export async function restartable(dir: string, launch: () => Promise<ManagedProc
   };
   return engine;
 }
+
+/**
+ * Free ports are picked, released, then bound by the engine; when another
+ * process takes one in between ("address already in use"), start again with
+ * new ports (up to 3 tries).
+ */
+export async function retryPortClash<T>(start: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use|Address in use|bind/i.test(String(err))) throw err;
+    }
+  }
+}

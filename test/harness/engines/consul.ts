@@ -1,7 +1,7 @@
 // A real Consul agent in dev mode (in-memory server) on free loopback ports.
 import { join } from 'node:path';
 import { consulBin } from '../bins.ts';
-import { spawnEngine, tempDir, freePorts, waitUntil, restartable, type ManagedProcess, type RestartableEngine } from '../process.ts';
+import { spawnEngine, tempDir, freePorts, waitUntil, restartable, retryPortClash, type ManagedProcess, type RestartableEngine } from '../process.ts';
 
 /** kill() loses the dev agent's in-memory catalog, as a crashed dev agent would. */
 export interface ConsulEngine extends RestartableEngine {
@@ -17,7 +17,16 @@ export interface ConsulOptions {
   httpPort?: number;
 }
 
-export async function startConsul(opts: ConsulOptions = {}): Promise<ConsulEngine> {
+/**
+ * Starts a dev agent. Free ports are picked, released, then bound by Consul; when
+ * another process takes one in between ("address already in use"), it tries again
+ * with new ports.
+ */
+export function startConsul(opts: ConsulOptions = {}): Promise<ConsulEngine> {
+  return retryPortClash(() => startConsulOnce(opts));
+}
+
+async function startConsulOnce(opts: ConsulOptions): Promise<ConsulEngine> {
   const bin = consulBin();
   const dir = tempDir('consul');
   const [http, dns, serfLan, serfWan, server] = await freePorts(5);

@@ -2,14 +2,18 @@
 import { join } from 'node:path';
 import { systemBin } from '../bins.ts';
 import { socketCommand } from '../unix-socket.ts';
-import { spawnEngine, tempDir, freePort, waitUntil, restartable, type ManagedProcess, type RestartableEngine } from '../process.ts';
+import { spawnEngine, tempDir, freePort, waitUntil, restartable, retryPortClash, type ManagedProcess, type RestartableEngine } from '../process.ts';
 
 export interface RedisEngine extends RestartableEngine {
   readonly url: string;
   readonly port: number;
 }
 
-export async function startRedis(): Promise<RedisEngine> {
+export function startRedis(): Promise<RedisEngine> {
+  return retryPortClash(startRedisOnce);
+}
+
+async function startRedisOnce(): Promise<RedisEngine> {
   const bin = systemBin('redis-server');
   const dir = tempDir('redis');
   const port = await freePort();

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { existsSync, writeFileSync } from 'node:fs';
 import { systemBin } from '../bins.ts';
 import { socketCommand } from '../unix-socket.ts';
-import { spawnEngine, tempDir, freePort, waitUntil, restartable, type ManagedProcess, type RestartableEngine } from '../process.ts';
+import { spawnEngine, tempDir, freePort, waitUntil, restartable, retryPortClash, type ManagedProcess, type RestartableEngine } from '../process.ts';
 
 export interface ZooKeeperEngine extends RestartableEngine {
   readonly connectString: string;
@@ -12,7 +12,11 @@ export interface ZooKeeperEngine extends RestartableEngine {
 
 const JARS = ['zookeeper.jar', 'zookeeper-jute.jar', 'slf4j-api.jar', 'slf4j-simple.jar', 'netty-handler.jar', 'netty-common.jar', 'netty-buffer.jar', 'netty-transport.jar', 'netty-codec.jar', 'netty-resolver.jar', 'netty-transport-native-epoll.jar', 'netty-transport-native-unix-common.jar', 'metrics-core.jar', 'commons-io.jar', 'snappy-java.jar'];
 
-export async function startZooKeeper(): Promise<ZooKeeperEngine> {
+export function startZooKeeper(): Promise<ZooKeeperEngine> {
+  return retryPortClash(startZooKeeperOnce);
+}
+
+async function startZooKeeperOnce(): Promise<ZooKeeperEngine> {
   const java = systemBin('java');
   const cp = JARS.map((j) => `/usr/share/java/${j}`).filter((p) => existsSync(p));
   if (!cp.some((p) => p.endsWith('/zookeeper.jar'))) throw new Error('zookeeper: /usr/share/java/zookeeper.jar missing; run make deps (apt-get install zookeeper)');

@@ -60,7 +60,7 @@ function networkAddress(c: ContainerInspectInfo, o: DockerSyncOptions): string |
   return n?.IPAddress || n?.GlobalIPv6Address || undefined;
 }
 
-const CHECK_KEYS = ['check_http', 'check_https', 'check_tcp', 'check_ttl', 'check_grpc', 'check_cmd', 'check_script', 'check_interval', 'check_timeout', 'check_initial_status', 'check_deregister_after', 'check_tls_skip_verify', 'check_http_method'];
+const CHECK_KEYS = ['check_http', 'check_https', 'check_tcp', 'check_ttl', 'check_grpc', 'check_grpc_use_tls', 'check_cmd', 'check_script', 'check_interval', 'check_timeout', 'check_initial_status', 'check_deregister_after', 'check_tls_skip_verify', 'check_http_method', 'check_https_method'];
 const RESERVED = new Set(['name', 'tags', 'id', 'ignore', ...CHECK_KEYS]);
 
 function checkFor(m: Metadata, address: string, port: number, containerId: string): { checks: CheckSpec[]; problem?: { where: string; reason: string } } {
@@ -87,22 +87,25 @@ function checkFor(m: Metadata, address: string, port: number, containerId: strin
     ...(typeof dereg === 'string' ? { deregisterAfter: dereg } : {}),
     ...(initial ? { initialStatus: initial as HealthStatus } : {}),
   };
-  const checks: CheckSpec[] = [];
-  if (v.check_http) checks.push({ kind: 'http', url: `http://${host}:${port}${v.check_http.startsWith('/') ? '' : '/'}${v.check_http}`, ...(v.check_http_method ? { method: v.check_http_method } : {}), ...common });
-  if (v.check_https) checks.push({ kind: 'https', url: `https://${host}:${port}${v.check_https.startsWith('/') ? '' : '/'}${v.check_https}`, tlsSkipVerify: v.check_tls_skip_verify === 'true', ...common });
-  if (v.check_tcp) checks.push({ kind: 'tcp', address: `${host}:${port}`, ...common });
-  if (v.check_grpc) checks.push({ kind: 'grpc', address: `${host}:${port}${v.check_grpc === 'true' ? '' : `/${v.check_grpc}`}`, ...common });
+  // one check, chosen as gliderlabs/registrator chooses: http, https, cmd/script, ttl, tcp, grpc
+  const path = (p: string): string => (p.startsWith('/') ? p : `/${p}`);
   const script = v.check_cmd ?? v.check_script;
-  if (script) {
+  let check: CheckSpec | undefined;
+  if (v.check_http) check = { kind: 'http', url: `http://${host}:${port}${path(v.check_http)}`, ...(v.check_http_method ? { method: v.check_http_method } : {}), ...common };
+  else if (v.check_https) check = { kind: 'https', url: `https://${host}:${port}${path(v.check_https)}`, tlsSkipVerify: v.check_tls_skip_verify === 'true', ...(v.check_https_method ? { method: v.check_https_method } : {}), ...common };
+  else if (script) {
     const cmd = script.replace(/\$SERVICE_IP/g, address).replace(/\$SERVICE_PORT/g, String(port));
-    checks.push({ kind: 'script', args: v.check_cmd ? ['docker', 'exec', containerId, '/bin/sh', '-c', cmd] : ['/bin/sh', '-c', cmd], ...common });
-  }
-  if (v.check_ttl) {
+    check = { kind: 'script', args: v.check_cmd ? ['docker', 'exec', containerId, '/bin/sh', '-c', cmd] : ['/bin/sh', '-c', cmd], ...common };
+  } else if (v.check_ttl) {
     const ttl = durationOf('check_ttl');
     if (!ttl || typeof ttl === 'object') return { checks: [], problem: { where: m.origin.check_ttl ?? 'check_ttl', reason: `invalid duration ${JSON.stringify(v.check_ttl)}` } };
-    checks.push({ kind: 'ttl', ttl, ...(typeof dereg === 'string' ? { deregisterAfter: dereg } : {}), ...(initial ? { initialStatus: initial as HealthStatus } : {}) });
+    check = { kind: 'ttl', ttl, ...(typeof dereg === 'string' ? { deregisterAfter: dereg } : {}), ...(initial ? { initialStatus: initial as HealthStatus } : {}) };
+  } else if (v.check_tcp) check = { kind: 'tcp', address: `${host}:${port}`, ...common };
+  else if (v.check_grpc) check = { kind: 'grpc', address: `${host}:${port}`, ...(v.check_grpc_use_tls === 'true' ? { useTls: true } : {}), ...common };
+  if (check && 'interval' in check && parseDuration(check.interval) <= 0) {
+    return { checks: [], problem: { where: m.origin.check_interval ?? 'check_interval', reason: 'the check interval must be more than 0' } };
   }
-  return { checks };
+  return { checks: check ? [check] : [] };
 }
 
 /** Docker HEALTHCHECK state → the status of the check Gantry keeps for it. */

@@ -30,7 +30,7 @@ export function rawMetadata(env: readonly string[] | undefined, labels: Record<s
     const lp = LABEL_PORT.exec(k);
     if (lp) { out.push({ key: lp[2]!.replace(/-/g, '_'), value: v, where, port: lp[1]! }); return; }
     const lg = LABEL_GENERIC.exec(k);
-    if (lg && !['test'].includes(lg[1]!)) out.push({ key: lg[1]!.replace(/-/g, '_'), value: v, where });
+    if (lg) out.push({ key: lg[1]!.replace(/-/g, '_'), value: v, where });
   };
   for (const kv of env ?? []) {
     const i = kv.indexOf('=');

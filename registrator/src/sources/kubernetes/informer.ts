@@ -1,7 +1,7 @@
 // A Kubernetes informer as client-go writes one: list (paged), then watch from
-// the list's resourceVersion with bookmarks; on 410 Gone, list again; when the
-// watch closes, watch again from the last version seen; on errors, back off with
-// full jitter. The store is replaced whole on each list, so a missed event heals.
+// the list's resourceVersion with bookmarks; when the watch closes or breaks,
+// watch again from the last version seen (after a backoff with full jitter on
+// errors); on 410 Gone, list again. The store is replaced whole on each list.
 import { Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { Backoff, sleep, errorMessage, type Logger } from '@gantry/core';
 
@@ -56,7 +56,7 @@ export class Informer<T extends KubernetesObject> {
 
   /** Runs until the signal aborts; never throws for Kubernetes errors. */
   async run(signal: AbortSignal): Promise<void> {
-    const backoff = new Backoff({ baseMs: 200, maxMs: 15_000 });
+    const backoff = new Backoff({ baseMs: 200, maxMs: 5000 });
     let needList = true;
     while (!signal.aborted) {
       try {
@@ -77,7 +77,9 @@ export class Informer<T extends KubernetesObject> {
         const delay = backoff.next();
         this.opts.log.warn({ informer: this.opts.name, err: errorMessage(err), retryInMs: delay }, 'kubernetes list/watch failed');
         this.opts.onRestart?.(this.opts.name, 'error');
-        needList = true; // after an error we cannot know what we missed
+        // as client-go: re-watch from the last version seen; if that version is
+        // gone by then, the watch answers 410 and we list again
+        if (!this.resourceVersion) needList = true;
         await sleep(delay, signal).catch(() => undefined);
       }
     }
