@@ -39,6 +39,7 @@ async function main(): Promise<void> {
     procs.push({ name: part.name, stop: () => p.stop() });
     say(`${part.name.padEnd(9)} ${part.where}   (log ${p.logFile})`);
   }
+  say(`config    node config-client/examples/watch-value.ts   (a KV prefix mirrored in memory; CONSUL_HTTP_ADDR=${consul.addr})`);
   say('');
   say(`Gantry is up. Logs in ${runDir}. Press Ctrl-C to stop everything.`);
   say('ready');
