@@ -19,6 +19,9 @@ export interface Sink {
   deregister(instance: ServiceInstance): Promise<void>;
   /** optional: yields when records this owner wrote may have changed behind our back */
   changes?(signal: AbortSignal): AsyncIterable<void>;
+  /** optional: apply many changes at once (all or none); a failed batch is retried one by one */
+  applyBatch?(entries: readonly PlanEntry[]): Promise<void>;
+  readonly batchSize?: number;
 }
 
 export type Reason = 'start' | 'event' | 'resync' | 'consul-changed' | 'retry' | 'leader';
@@ -168,6 +171,50 @@ export class Reconciler {
   }
 
   private async apply(entries: PlanEntry[], reason: Reason): Promise<Applied[]> {
+    const sink = this.o.sink;
+    if (sink.applyBatch && entries.length > 1) return this.applyBatched(entries, reason, sink.applyBatch.bind(sink), sink.batchSize ?? 32);
+    return this.applyEach(entries, reason);
+  }
+
+  private why(e: PlanEntry, reason: Reason): Applied['reason'] {
+    return e.action === 'deregister' && (reason === 'start' || reason === 'resync' || reason === 'consul-changed' || reason === 'leader') ? 'orphan' : reason;
+  }
+
+  private recordOk(e: PlanEntry, reason: Reason, ms: number): Applied {
+    if (e.action === 'deregister') this.actual.delete(e.instance.id);
+    else this.actual.set(e.instance.id, e.instance);
+    const why = this.why(e, reason);
+    const a: Applied = { ...e, reason: why, ok: true, ms };
+    this.o.log.info({ action: e.action, service: e.instance.name, instance: e.instance.id, origin: e.instance.origin, reason: why }, `${e.action} ${e.instance.name}`);
+    this.o.onApplied?.(a);
+    return a;
+  }
+
+  private async applyBatched(entries: PlanEntry[], reason: Reason, batch: (e: readonly PlanEntry[]) => Promise<void>, size: number): Promise<Applied[]> {
+    const chunks: PlanEntry[][] = [];
+    for (let i = 0; i < entries.length; i += size) chunks.push(entries.slice(i, i + size));
+    const out: Applied[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < chunks.length) {
+        const chunk = chunks[next++]!;
+        if (this.o.canWrite && !this.o.canWrite()) return;
+        const t0 = performance.now();
+        try {
+          await batch(chunk);
+          const ms = performance.now() - t0;
+          for (const e of chunk) out.push(this.recordOk(e, reason, ms));
+        } catch (err) {
+          this.o.log.warn({ changes: chunk.length, err: errorMessage(err) }, 'batch rolled back; applying its changes one by one');
+          out.push(...(await this.applyEach(chunk, reason)));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(4, chunks.length) }, worker));
+    return out;
+  }
+
+  private async applyEach(entries: PlanEntry[], reason: Reason): Promise<Applied[]> {
     const out: Applied[] = [];
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -175,19 +222,11 @@ export class Reconciler {
         const e = entries[next++]!;
         if (this.o.canWrite && !this.o.canWrite()) return;
         const t0 = performance.now();
-        const why = e.action === 'deregister' && (reason === 'start' || reason === 'resync' || reason === 'consul-changed' || reason === 'leader') ? 'orphan' : reason;
+        const why = this.why(e, reason);
         try {
-          if (e.action === 'deregister') {
-            await this.o.sink.deregister(e.instance);
-            this.actual.delete(e.instance.id);
-          } else {
-            await this.o.sink.register(e.instance, e.previous);
-            this.actual.set(e.instance.id, e.instance);
-          }
-          const a: Applied = { ...e, reason: why, ok: true, ms: performance.now() - t0 };
-          out.push(a);
-          this.o.log.info({ action: e.action, service: e.instance.name, instance: e.instance.id, origin: e.instance.origin, reason: why }, `${e.action} ${e.instance.name}`);
-          this.o.onApplied?.(a);
+          if (e.action === 'deregister') await this.o.sink.deregister(e.instance);
+          else await this.o.sink.register(e.instance, e.previous);
+          out.push(this.recordOk(e, reason, performance.now() - t0));
         } catch (err) {
           const a: Applied = { ...e, reason: why, ok: false, error: errorMessage(err), ms: performance.now() - t0 };
           out.push(a);
