@@ -16,8 +16,9 @@ child.stdout.on('data', (chunk: Buffer) => {
 child.on('exit', (code, signal) => {
   const plain = out.replace(/\u001b\[[0-9;]*m/g, '');
   const count = (re: RegExp): number => Number(re.exec(plain)?.[1] ?? 0);
-  const passed = count(/(\d+) tests? passed/);
-  const failed = count(/(\d+) tests? failed/) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/);
+  // ava (verbose) prints one ✔ or ✘ line a test; its own summary omits the passed count when some failed
+  const passed = (plain.match(/^\s+✔ /gm) ?? []).length;
+  const failed = Math.max((plain.match(/^\s+✘ /gm) ?? []).length, count(/(\d+) tests? failed/)) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/);
   const status = code ?? (signal ? 1 : 0);
   process.stdout.write(`\nava: ${passed} passed, ${failed + (status !== 0 && failed === 0 ? 1 : 0)} failed\n`);
   process.exitCode = status;

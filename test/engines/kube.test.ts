@@ -45,7 +45,7 @@ test('kube-apiserver on its own etcd stores and watches Services and EndpointSli
   t.deepEqual(web.spec?.selector, { app: 'web' });
   t.is(web.spec?.ports?.[0]?.port, 8080);
   t.is(web.spec?.ports?.[0]?.name, 'http');
-  t.regex(web.spec?.clusterIP ?? '', /^10\.0\.0\.\d+$/, 'a cluster IP allocated from --service-cluster-ip-range');
+  t.regex(web.spec?.clusterIP ?? '', /^10\.0\.\d+\.\d+$/, 'a cluster IP allocated from --service-cluster-ip-range');
   t.truthy(services.metadata?.resourceVersion);
 
   const slices = await discovery.listNamespacedEndpointSlice({ namespace: ns, labelSelector: 'kubernetes.io/service-name=web' });
