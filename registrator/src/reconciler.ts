@@ -9,7 +9,8 @@ import { specOf, errorMessage, sleep, Backoff, type Logger, type OwnerId, type S
 
 export interface Source {
   readonly kind: SourceKind;
-  snapshot(): Promise<ServiceInstance[]>;
+  /** the desired instances; `full`: read everything again rather than only what events named */
+  snapshot(opts?: { full: boolean }): Promise<ServiceInstance[]>;
   changes(signal: AbortSignal): AsyncIterable<void>;
 }
 
@@ -139,7 +140,7 @@ export class Reconciler {
     if (this.o.canWrite && !this.o.canWrite()) return [];
     let desired: ServiceInstance[];
     try {
-      desired = await this.o.source.snapshot();
+      desired = await this.o.source.snapshot({ full });
       if (full || !this.haveActual) {
         const owned = await this.o.sink.owned(this.o.owner);
         this.actual = new Map(owned.map((i) => [i.id as string, i]));

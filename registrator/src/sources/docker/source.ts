@@ -25,6 +25,9 @@ export class DockerSource {
   private readonly o: DockerSourceOptions;
   private readonly cache = new Map<string, ContainerInspectInfo>();
   private readonly reported = new Map<string, string>();
+  /** containers an event named since the last snapshot: inspected again, no full list needed */
+  private readonly touched = new Set<string>();
+  private needList = true;
   private dirty = false;
   private wake: (() => void) | undefined;
   /** true once the event stream is open (false while reconnecting) */
@@ -34,25 +37,36 @@ export class DockerSource {
     this.o = o;
   }
 
-  /** Forget every cached inspection (a full resync reads everything again). */
-  invalidateAll(): void {
-    this.cache.clear();
-  }
 
-  async snapshot(): Promise<ServiceInstance[]> {
-    const list = await this.o.docker.list(this.o.deregister === 'on-success');
-    const ids = new Set(list.map((c) => c.Id));
-    for (const id of this.cache.keys()) if (!ids.has(id)) this.cache.delete(id);
-    const todo = list.filter((c) => !this.cache.has(c.Id) || this.cache.get(c.Id)!.State.Status !== c.State);
+  /**
+   * The desired instances. A full snapshot lists every container (and inspects
+   * the new or changed ones); otherwise only the containers events named since
+   * the last one are inspected again, so an event costs the same with 3 or 300
+   * containers running.
+   */
+  async snapshot(opts: { full: boolean } = { full: true }): Promise<ServiceInstance[]> {
+    let todo: string[];
+    if (opts.full || this.needList) {
+      const list = await this.o.docker.list(this.o.deregister === 'on-success');
+      const ids = new Set(list.map((c) => c.Id));
+      for (const id of this.cache.keys()) if (!ids.has(id)) this.cache.delete(id);
+      todo = list.filter((c) => this.touched.has(c.Id) || !this.cache.has(c.Id) || this.cache.get(c.Id)!.State.Status !== c.State).map((c) => c.Id);
+      this.needList = false;
+    } else {
+      todo = [...this.touched];
+    }
+    this.touched.clear();
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < todo.length) {
-        const c = todo[next++]!;
+        const id = todo[next++]!;
         try {
-          this.cache.set(c.Id, await this.o.docker.inspect(c.Id));
+          const info = await this.o.docker.inspect(id);
+          if (info.State.Running || this.o.deregister === 'on-success') this.cache.set(id, info);
+          else this.cache.delete(id);
         } catch (err) {
-          this.cache.delete(c.Id); // gone between list and inspect
-          this.o.log.debug({ container: c.Id, err: errorMessage(err) }, 'inspect failed');
+          this.cache.delete(id); // gone (destroyed) before we looked
+          this.o.log.debug({ container: id, err: errorMessage(err) }, 'inspect failed');
         }
       }
     };
@@ -108,6 +122,7 @@ export class DockerSource {
         if (!first) {
           this.o.log.info('docker event stream re-opened; resyncing');
           this.cache.clear(); // we may have missed events
+          this.needList = true;
           this.o.onReconnected?.();
           this.poke();
         }
@@ -125,8 +140,11 @@ export class DockerSource {
               try {
                 const ev = JSON.parse(line) as { id?: string; Actor?: { ID?: string } };
                 const id = ev.id ?? ev.Actor?.ID;
-                if (id) this.cache.delete(id);
-              } catch { /* partial or odd line: a resync covers it */ }
+                if (id) this.touched.add(id);
+                else this.needList = true;
+              } catch {
+                this.needList = true; // an odd line: look at everything
+              }
               this.poke();
             }
           });
