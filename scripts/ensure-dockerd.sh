@@ -11,16 +11,21 @@ if ! docker info >/dev/null 2>&1; then
   command -v dockerd >/dev/null || { echo "docker: dockerd not installed (apt-get install docker.io)" >&2; exit 1; }
   # containerd first when the package ships it separately
   if command -v containerd >/dev/null && ! pgrep -x containerd >/dev/null; then
-    nohup containerd >>"${LOG%.log}-containerd.log" 2>&1 &
+    setsid nohup containerd >>"${LOG%.log}-containerd.log" 2>&1 </dev/null &
     sleep 1
   fi
-  nohup dockerd >>"$LOG" 2>&1 &
+  # default flags (iptables on, docker0 bridge, overlay2) work on this sandbox;
+  # GANTRY_DOCKERD_FLAGS adds others (e.g. --iptables=false) where they do not
+  # shellcheck disable=SC2086
+  setsid nohup dockerd ${GANTRY_DOCKERD_FLAGS:-} >>"$LOG" 2>&1 </dev/null &
+  DOCKERD_PID=$!
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && break
+    kill -0 "$DOCKERD_PID" 2>/dev/null || { echo "docker: dockerd exited" >&2; break; }
     sleep 0.5
   done
   if ! docker info >/dev/null 2>&1; then
-    echo "docker: dockerd did not answer within 30 s; last lines of $LOG:" >&2
+    echo "docker: dockerd does not answer (waited up to 30 s); last lines of $LOG:" >&2
     tail -n 30 "$LOG" >&2
     exit 1
   fi

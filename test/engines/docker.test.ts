@@ -27,3 +27,8 @@ test('docker engine answers dockerode; a test-image container with a published p
   await t.throwsAsync(c.inspect());
   t.throws(() => process.kill(pid, 0), { code: 'ESRCH' });
 });
+
+test('without a Docker engine, ensureDocker says what to run', async (t) => {
+  const err = await t.throwsAsync(ensureDocker('/nonexistent/docker.sock'));
+  t.regex(err?.message ?? '', /no engine answers on \/nonexistent\/docker\.sock.*make deps/);
+});

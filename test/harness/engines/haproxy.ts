@@ -4,13 +4,15 @@ import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { systemBin } from '../bins.ts';
 import { socketCommand } from '../unix-socket.ts';
-import { spawnEngine, tempDir, freePorts, waitUntil, removeDir, sleep, type ManagedProcess } from '../process.ts';
+import { spawnEngine, tempDir, freePorts, waitUntil, removeDir, sleep, retryPortClash, type ManagedProcess } from '../process.ts';
 
 export interface HAProxyEngine {
   readonly dir: string;
   readonly cfgFile: string;
   readonly masterSocket: string;
   readonly adminSocket: string;
+  /** the master's pid file (-p) */
+  readonly pidFile: string;
   /** the frontend of the default config (answers 200 "ok") */
   readonly httpPort: number;
   readonly statsPort: number;
@@ -24,6 +26,8 @@ export interface HAProxyEngine {
   /** `reload` on the master CLI, confirmed by `show proc`: true when a new worker generation runs */
   reload(): Promise<boolean>;
   kill(): Promise<void>;
+  /** start again from the config file on disk, same sockets and ports (after kill) */
+  restart(): Promise<void>;
   stop(): Promise<void>;
   tail(lines?: number): string;
 }
@@ -59,21 +63,44 @@ frontend stats
 `;
 }
 
+export type ConfigParams = { dir: string; httpPort: number; statsPort: number };
+
 export interface HAProxyOptions {
-  /** a whole config; `{{dir}}` is replaced with the engine's dir. Default: defaultConfig */
-  config?: (ports: { dir: string; httpPort: number; statsPort: number }) => string;
+  /**
+   * A whole config: a function of the engine's dir and free ports, or a string in
+   * which {{dir}}, {{httpPort}} and {{statsPort}} are replaced. Default: defaultConfig.
+   * It should keep globalSection (admin socket, maxconn ≤ 4000 for this FD limit).
+   */
+  config?: string | ((p: ConfigParams) => string);
 }
 
-export async function startHAProxy(opts: HAProxyOptions = {}): Promise<HAProxyEngine> {
+function renderConfig(config: HAProxyOptions['config'], p: ConfigParams): string {
+  if (config === undefined) return defaultConfig(p.dir, p.httpPort, p.statsPort);
+  if (typeof config === 'function') return config(p);
+  return config.replace(/\{\{(dir|httpPort|statsPort)\}\}/g, (_, k: keyof ConfigParams) => String(p[k]));
+}
+
+/** Starts HAProxy; when a free port is taken before it binds, again with new ports. */
+export function startHAProxy(opts: HAProxyOptions = {}): Promise<HAProxyEngine> {
+  return retryPortClash(() => startHAProxyOnce(opts));
+}
+
+async function startHAProxyOnce(opts: HAProxyOptions): Promise<HAProxyEngine> {
   const bin = systemBin('haproxy');
   const dir = tempDir('haproxy');
   const [httpPort, statsPort] = await freePorts(2);
   const cfgFile = join(dir, 'haproxy.cfg');
   const masterSocket = join(dir, 'master.sock');
   const adminSocket = join(dir, 'admin.sock');
-  writeFileSync(cfgFile, (opts.config ?? ((p) => defaultConfig(p.dir, p.httpPort, p.statsPort)))({ dir, httpPort: httpPort!, statsPort: statsPort! }));
-  const proc = spawnEngine('haproxy', bin, ['-W', '-S', `${masterSocket},level,admin`, '-f', cfgFile], { logFile: join(dir, 'haproxy.log'), cwd: dir });
-  await waitUntil('haproxy', async () => (await socketCommand(adminSocket, 'show info', 1000)).includes('Pid:'), { proc, timeoutMs: 15_000 });
+  const pidFile = join(dir, 'haproxy.pid');
+  writeFileSync(cfgFile, renderConfig(opts.config, { dir, httpPort: httpPort!, statsPort: statsPort! }));
+  const launch = async (): Promise<ManagedProcess> => {
+    const p = spawnEngine('haproxy', bin, ['-W', '-S', `${masterSocket},level,admin`, '-f', cfgFile, '-p', pidFile], { logFile: join(dir, 'haproxy.log'), cwd: dir });
+    await waitUntil('haproxy', async () => (await socketCommand(adminSocket, 'show info', 1000)).includes('Pid:'), { proc: p, timeoutMs: 15_000 })
+      .catch(async (err: unknown) => { await p.kill(); throw err; }); // nothing left running when it fails
+    return p;
+  };
+  const proc = await launch();
 
   const processes = async (): Promise<{ reloads: number; workers: number[]; oldWorkers: number[] }> => {
     const text = await socketCommand(masterSocket, 'show proc');
@@ -96,7 +123,7 @@ export async function startHAProxy(opts: HAProxyOptions = {}): Promise<HAProxyEn
   };
 
   const engine: HAProxyEngine = {
-    dir, cfgFile, masterSocket, adminSocket, httpPort: httpPort!, statsPort: statsPort!, proc,
+    dir, cfgFile, masterSocket, adminSocket, pidFile, httpPort: httpPort!, statsPort: statsPort!, proc,
     runtime: (cmd) => socketCommand(adminSocket, cmd),
     master: (cmd) => socketCommand(masterSocket, cmd),
     processes,
@@ -111,6 +138,7 @@ export async function startHAProxy(opts: HAProxyOptions = {}): Promise<HAProxyEn
       return false;
     },
     async kill() { await engine.proc.kill(); },
+    async restart() { engine.proc = await launch(); },
     async stop() { await engine.proc.stop(); removeDir(dir); },
     tail: (n) => engine.proc.tail(n),
   };

@@ -22,7 +22,8 @@ async function startRedisOnce(): Promise<RedisEngine> {
   const launch = async (): Promise<ManagedProcess> => {
     const proc = spawnEngine('redis', bin, args, { logFile, cwd: dir });
     // QUIT after PING so the server closes the connection and the answer is complete
-    await waitUntil('redis', async () => (await socketCommand({ host: '127.0.0.1', port }, 'PING\r\nQUIT\r\n', 1000)).startsWith('+PONG'), { proc, timeoutMs: 15_000 });
+    await waitUntil('redis', async () => (await socketCommand({ host: '127.0.0.1', port }, 'PING\r\nQUIT\r\n', 1000)).startsWith('+PONG'), { proc, timeoutMs: 15_000 })
+      .catch(async (err: unknown) => { await proc.kill(); throw err; }); // nothing left running when it fails
     return proc;
   };
   return Object.assign(await restartable(dir, launch), { url: `redis://127.0.0.1:${port}`, port });
