@@ -1,0 +1,48 @@
+// Runs a check or reload command: an argv array as is, or a string through
+// /bin/sh -c. `{{path}}` in either is replaced with the file to check (in a
+// shell string, by "$1", so a path is never parsed as shell syntax). Never
+// throws for the command's own failure: the caller decides.
+import { spawn } from 'node:child_process';
+
+export type CommandSpec = string | readonly string[];
+
+export interface ExecResult {
+  ok: boolean;
+  code: number | null;
+  signal: string | null;
+  output: string;
+  timedOut: boolean;
+}
+
+const MAX_OUTPUT = 64 * 1024;
+
+export function runCommandSpec(cmd: CommandSpec, opts: { path?: string; timeoutMs: number; env?: NodeJS.ProcessEnv }): Promise<ExecResult> {
+  let file: string;
+  let args: string[];
+  if (typeof cmd === 'string') {
+    file = '/bin/sh';
+    args = ['-c', cmd.replaceAll('{{path}}', '"$1"'), 'gantry-templater', opts.path ?? ''];
+  } else {
+    [file, ...args] = cmd.map((a) => a.replaceAll('{{path}}', opts.path ?? '')) as [string, ...string[]];
+  }
+  return new Promise((resolve) => {
+    let output = '';
+    let timedOut = false;
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, detached: true });
+    const add = (d: Buffer): void => { if (output.length < MAX_OUTPUT) output += d.toString('utf8'); };
+    child.stdout.on('data', add);
+    child.stderr.on('data', add);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
+    }, opts.timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      resolve({ ok: false, code: null, signal: null, output: `${output}${err.message}`, timedOut });
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ ok: code === 0 && !timedOut, code, signal, output: output.slice(0, MAX_OUTPUT), timedOut });
+    });
+  });
+}

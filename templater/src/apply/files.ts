@@ -1,0 +1,63 @@
+// Files written the safe way: a temporary file in the destination's directory
+// (same filesystem, so the rename is atomic), fsync'd, with its permissions set,
+// then renamed over the destination. The last good file is kept as <dest>.bak
+// and put back when what replaced it could not be loaded.
+import { open, rename, readFile, unlink, chmod, copyFile, mkdir } from 'node:fs/promises';
+import { dirname, basename, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+export async function readIfExists(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** writes content next to dest under a temporary name; returns that name */
+export async function writeTemp(dest: string, content: string, mode: number): Promise<string> {
+  await mkdir(dirname(dest), { recursive: true });
+  const tmp = join(dirname(dest), `.${basename(dest)}.gantry-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  const fh = await open(tmp, 'w', mode);
+  try {
+    await fh.writeFile(content, 'utf8');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await chmod(tmp, mode); // open's mode is filtered by the umask
+  return tmp;
+}
+
+export async function removeQuietly(file: string): Promise<void> {
+  await unlink(file).catch(() => undefined);
+}
+
+export const backupPath = (dest: string): string => `${dest}.bak`;
+
+/** copies the current destination (the last good file) to <dest>.bak, atomically */
+export async function backup(dest: string): Promise<boolean> {
+  const current = await readIfExists(dest);
+  if (current === undefined) return false;
+  const tmp = `${backupPath(dest)}.tmp-${process.pid}`;
+  await copyFile(dest, tmp);
+  await rename(tmp, backupPath(dest));
+  return true;
+}
+
+/** puts <dest>.bak back in place of dest */
+export async function restoreBackup(dest: string): Promise<boolean> {
+  const tmp = `${dest}.restore-${process.pid}`;
+  try {
+    await copyFile(backupPath(dest), tmp);
+  } catch {
+    return false;
+  }
+  await rename(tmp, dest);
+  return true;
+}
+
+export async function replace(tmp: string, dest: string): Promise<void> {
+  await rename(tmp, dest);
+}

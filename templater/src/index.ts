@@ -1,0 +1,17 @@
+// @gantry/templater: Consul → view → Handlebars → check → atomic write → reload,
+// with the HAProxy Runtime API for instance changes. `gantry templater` is command.ts.
+export { templater, templaterFlags } from './command.ts';
+export { ConsulWatcher, type WatcherOptions } from './watch/watcher.ts';
+export { runBlockingQuery, type BlockingQueryOptions } from './watch/blocking.ts';
+export type { CatalogInstance, CatalogSnapshot } from './watch/types.ts';
+export { buildView, skeletonOf, type View, type ViewOptions, type GroupView, type ServiceView, type InstanceView, type SlotView, type HealthFilter } from './view.ts';
+export { compileTemplate, TemplateError, type CompiledTemplate } from './render/engine.ts';
+export { Runner, type RunnerOptions, type TemplateStatus } from './runner.ts';
+export { BUILTINS, loadConfigFile, parseWait, type TemplateSpec, type ReloadSpec } from './config.ts';
+export { applyRender, type ApplyOutcome, type ApplyTarget } from './apply/apply.ts';
+export { MasterReloader, CommandReloader, SignalReloader, parseShowProc, type Reloader } from './apply/reload.ts';
+export { RuntimeApi, planRuntime, parseServersState } from './runtime/runtime-api.ts';
+export { SlotTable } from './runtime/slots.ts';
+export { VipPool, parseCidr } from './vip/pool.ts';
+export { VipInterface } from './vip/iface.ts';
+export { createTemplaterMetrics, type TemplaterMetrics } from './metrics.ts';

@@ -1,0 +1,159 @@
+// The fast path: makes the running HAProxy's servers match the rendered slots
+// through the Runtime API, with no reload. Level-triggered: it reads what runs
+// (`show servers state`), compares it slot by slot with what the view wants, and
+// sends only the differences:
+//   filled slot, other address  → set server B/S addr A port P
+//   filled slot, in maintenance → set server B/S state ready
+//   filled slot, not running    → set server B/S health up
+//   empty slot, not in maint    → set server B/S state maint
+//   slot the process lacks      → add server B/S A:P (+ enable server)
+// It also runs after every reload, so a server state file restored by HAProxy
+// can never leave a slot in a state the view does not want. After a change it
+// writes `show servers state` to the server-state-file, so a reload (ours or an
+// operator's) starts from it.
+import { isIP } from 'node:net';
+import { writeFileSync, renameSync } from 'node:fs';
+import { GantryError } from '@gantry/core';
+import { batch, cliRequest } from './socket.ts';
+import type { SlotView } from '../view.ts';
+
+export interface ServerState {
+  backend: string;
+  name: string;
+  addr: string;
+  port: number;
+  opState: number;
+  adminState: number;
+}
+
+/** HAProxy's admin state bits: forced, inherited, resolution and hostname maintenance */
+const MAINT = 0x01 | 0x02 | 0x20 | 0x40;
+const DRAIN = 0x08 | 0x10;
+const RUNNING = 2;
+
+export function parseServersState(text: string): Map<string, Map<string, ServerState>> {
+  const out = new Map<string, Map<string, ServerState>>();
+  let cols: string[] | undefined;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('# ')) { cols = line.slice(2).trim().split(/\s+/); continue; }
+    if (!cols || !line.trim()) continue;
+    const f = line.trim().split(/\s+/);
+    const at = (name: string): string => f[cols!.indexOf(name)] ?? '';
+    const s: ServerState = {
+      backend: at('be_name'), name: at('srv_name'), addr: at('srv_addr'),
+      port: Number(at('srv_port')), opState: Number(at('srv_op_state')), adminState: Number(at('srv_admin_state')),
+    };
+    let b = out.get(s.backend);
+    if (!b) { b = new Map(); out.set(s.backend, b); }
+    b.set(s.name, s);
+  }
+  return out;
+}
+
+export interface RuntimeBackend { backend: string; slots: readonly SlotView[] }
+
+export class RuntimeUnsupported extends GantryError {
+  constructor(message: string) { super('E_RUNTIME_UNSUPPORTED', message); }
+}
+
+/** the commands that make `current` match `desired`; throws RuntimeUnsupported when only a reload can */
+export function planRuntime(desired: readonly RuntimeBackend[], current: Map<string, Map<string, ServerState>>): string[] {
+  const cmds: string[] = [];
+  for (const { backend, slots } of desired) {
+    // a group the template does not write (or a backend a reload has not brought yet) is not ours to fill
+    const running = current.get(backend);
+    if (!running) continue;
+    for (const slot of slots) {
+      const id = `${backend}/${slot.name}`;
+      const s = running.get(slot.name);
+      if (slot.address !== null && slot.port !== null) {
+        if (isIP(slot.address) === 0) throw new RuntimeUnsupported(`${id}: ${slot.address} is a host name; the Runtime API takes addresses`);
+        if (!s) {
+          cmds.push(`add server ${id} ${isIP(slot.address) === 6 ? `[${slot.address}]` : slot.address}:${slot.port}`, `enable server ${id}`);
+          continue;
+        }
+        if (s.addr !== slot.address || s.port !== slot.port) cmds.push(`set server ${id} addr ${slot.address} port ${slot.port}`);
+        if (s.adminState & (MAINT | DRAIN)) cmds.push(`set server ${id} state ready`);
+        if (s.opState !== RUNNING) cmds.push(`set server ${id} health up`);
+      } else if (!s) {
+        cmds.push(`add server ${id} 127.0.0.1:1`); // dynamic servers start in maintenance
+      } else if (!(s.adminState & 0x01)) {
+        cmds.push(`set server ${id} state maint`);
+      }
+    }
+  }
+  return cmds;
+}
+
+/** answers that say a command did what it was asked */
+const OK = /^(|.*changed from.*|.*no need to change.*|New server registered\.)$/;
+
+export interface RuntimeResult { commands: number }
+
+export class RuntimeApi {
+  private readonly socket: string;
+  private readonly stateFile: string | undefined;
+
+  constructor(opts: { socket: string; stateFile?: string | undefined }) {
+    this.socket = opts.socket;
+    this.stateFile = opts.stateFile;
+  }
+
+  async serversState(backends?: readonly string[]): Promise<{ text: string; servers: Map<string, Map<string, ServerState>> }> {
+    if (backends) {
+      // a few backends: one request, their states one after the other
+      const answers = await batch(this.socket, backends.map((b) => `show servers state ${b}`), 15_000);
+      const text = answers.join('\n');
+      return { text, servers: parseServersState(text) };
+    }
+    const text = await cliRequest(this.socket, 'show servers state', 15_000);
+    if (!/^\d+\n#/.test(text)) throw new GantryError('E_HAPROXY_COMMAND', `show servers state: unexpected answer ${JSON.stringify(text.slice(0, 120))}`);
+    return { text, servers: parseServersState(text) };
+  }
+
+  /**
+   * Brings the running servers to the slots; returns how many commands it took.
+   * `only`: the backends that may differ (the others are left unread), when known.
+   */
+  async apply(desired: readonly RuntimeBackend[], only?: ReadonlySet<string>): Promise<RuntimeResult> {
+    const wanted = only ? desired.filter((d) => only.has(d.backend)) : desired;
+    if (only && wanted.length === 0) return { commands: 0 };
+    const { servers } = await this.serversState(only && wanted.length <= 64 ? wanted.map((d) => d.backend) : undefined);
+    const cmds = planRuntime(wanted, servers);
+    if (cmds.length) {
+      const answers = await batch(this.socket, cmds);
+      const bad = answers.flatMap((a) => a.split('\n')).map((l) => l.trim()).filter((l) => !OK.test(l));
+      if (bad.length) throw new GantryError('E_HAPROXY_COMMAND', `Runtime API refused: ${bad.slice(0, 3).join(' | ')}`);
+      this.scheduleSave();
+    }
+    return { commands: cmds.length };
+  }
+
+  private saving: Promise<void> | undefined;
+  private saveAgain = false;
+  /** the state file is written after the change is live, off the change's path; one write at a time */
+  scheduleSave(): void {
+    if (!this.stateFile) return;
+    if (this.saving) { this.saveAgain = true; return; }
+    this.saving = (async () => {
+      do {
+        this.saveAgain = false;
+        await this.saveState().catch(() => undefined);
+      } while (this.saveAgain);
+    })().finally(() => { this.saving = undefined; });
+  }
+
+  /** waits for a scheduled state file write (tests, shutdown) */
+  async saved(): Promise<void> {
+    await this.saving;
+  }
+
+  /** `show servers state` into the server-state-file (atomically) */
+  async saveState(): Promise<void> {
+    if (!this.stateFile) return;
+    const { text } = await this.serversState();
+    const tmp = `${this.stateFile}.tmp-${process.pid}`;
+    writeFileSync(tmp, text);
+    renameSync(tmp, this.stateFile);
+  }
+}

@@ -1,0 +1,55 @@
+// Stable server slots a backend: an instance keeps its slot (s1, s2 ...) for as
+// long as it is in the backend, a freed slot is reused by the next instance, and
+// a backend's slot count only grows (so the Runtime API can fill, empty or add
+// slots without a reload). Rendered configs list every slot: filled ones with the
+// instance's address, empty ones disabled.
+import type { InstanceView, SlotView } from '../view.ts';
+
+export class SlotTable {
+  private readonly minSlots: number;
+  /** backend → slot index → instance key (undefined: free) */
+  private readonly tables = new Map<string, Array<string | undefined>>();
+
+  constructor(minSlots: number) {
+    this.minSlots = Math.max(1, minSlots);
+  }
+
+  /** assigns slots for a backend's instances; call once a backend a view */
+  assign(backend: string, instances: readonly InstanceView[]): SlotView[] {
+    let table = this.tables.get(backend);
+    if (!table) {
+      table = new Array<string | undefined>(Math.max(this.minSlots, instances.length)).fill(undefined);
+      this.tables.set(backend, table);
+    }
+    const wanted = new Map(instances.map((i) => [i.key, i]));
+    // free the slots of instances that left
+    for (let s = 0; s < table.length; s++) if (table[s] !== undefined && !wanted.has(table[s]!)) table[s] = undefined;
+    const placed = new Set(table.filter((k): k is string => k !== undefined));
+    for (const inst of instances) {
+      if (placed.has(inst.key)) continue;
+      let free = table.indexOf(undefined);
+      if (free === -1) {
+        // grow by half again (at least minSlots) so a burst does not add servers one by one
+        const grow = Math.max(this.minSlots, Math.ceil(table.length / 2));
+        free = table.length;
+        table.push(...new Array<string | undefined>(grow).fill(undefined));
+      }
+      table[free] = inst.key;
+      placed.add(inst.key);
+    }
+    return table.map((key, s) => {
+      const inst = key === undefined ? null : wanted.get(key)!;
+      return { name: `s${s + 1}`, instance: inst, address: inst ? inst.address : null, port: inst ? inst.port : null };
+    });
+  }
+
+  /** forgets backends not in the list (after they left the rendered config) */
+  retain(backends: Iterable<string>): void {
+    const keep = new Set(backends);
+    for (const b of [...this.tables.keys()]) if (!keep.has(b)) this.tables.delete(b);
+  }
+
+  size(backend: string): number | undefined {
+    return this.tables.get(backend)?.length;
+  }
+}

@@ -1,0 +1,295 @@
+// The view model templates see, built from the watcher's snapshot:
+//   services — every Consul service, with its instances in the health asked for
+//              (passing | warning | any), tags and meta, as Consul holds them (raw)
+//   groups   — what a shipped template serves: a service, or a service of one
+//              tenant (tenant from a tag or meta), with its DNS name, HAProxy backend
+//              name, L4 port and VIP, extra hosts and paths from tags, and its
+//              instances laid out in stable server slots
+//   http/tcp — the groups served at L7 (by Host) and at L4 (by VIP:port)
+//   kv       — the KV pairs under the watched prefix
+//   settings — the operator's values from the templater config (trusted)
+// Strings from Consul stay raw in services/instances (templates escape them with
+// helpers); what a group carries ready to write (fqdn, backend, aliases, hosts,
+// address, port, vip) has been validated or escaped here through core/escape.ts,
+// and what could not be made safe is left out, counted and logged.
+import { isIP } from 'node:net';
+import { escapeDnsLabel, escapeDnsName, escapeHAProxyIdentifier, escapeHAProxyValue, escapeLogField, type HealthStatus } from '@gantry/core';
+import type { CatalogInstance, CatalogSnapshot } from './watch/types.ts';
+import { tagValuesOf } from './render/helpers.ts';
+
+export type HealthFilter = 'passing' | 'warning' | 'any';
+
+export interface ViewOptions {
+  health: HealthFilter;
+  /** the DNS domain names are made under, e.g. gantry.test */
+  domain: string;
+  /** tag prefix for L4: "gantry.tcp" reads "gantry.tcp=6379"; meta key "gantry-tcp" too */
+  tcpTag: string;
+  /** tag prefix for the tenant: "gantry.tenant=developer1"; meta key "gantry-tenant" too */
+  tenantTag: string;
+  /** tag prefix for extra L7 host names: "gantry.host=api.example.com" */
+  hostTag: string;
+  /** tag prefix for L7 path prefixes: "gantry.path=/orders" */
+  pathTag: string;
+  /** server slots a backend starts with (it grows as needed, never shrinks while running) */
+  minSlots: number;
+  /** operator values the templates read as settings.* */
+  settings: Record<string, unknown>;
+}
+
+export interface InstanceView {
+  key: string;
+  id: string;
+  node: string;
+  address: string;
+  port: number;
+  status: HealthStatus;
+  tags: readonly string[];
+  meta: Readonly<Record<string, string>>;
+  tenant: string | null;
+}
+
+export interface ServiceView {
+  name: string;
+  tags: string[];
+  /** meta values every instance agrees on */
+  meta: Record<string, string>;
+  /** instances in the health asked for */
+  instances: InstanceView[];
+  /** instances in any health */
+  all: InstanceView[];
+}
+
+export interface SlotView {
+  /** server name in the backend: s1, s2 ... */
+  name: string;
+  instance: InstanceView | null;
+  /** validated address and port of the instance, or null for an empty slot */
+  address: string | null;
+  port: number | null;
+}
+
+export interface GroupView {
+  /** "service" or "tenant/service" */
+  key: string;
+  service: string;
+  tenant: string | null;
+  /** escaped DNS label: "<tenant>-<service>" or "<service>" */
+  label: string;
+  /** label.domain: the name clients use */
+  fqdn: string;
+  /** more names for the same address: "<tenant>.<service>.<domain>", "<tenant>.<service>" */
+  aliases: string[];
+  /** HAProxy backend name: l7_<fqdn> or l4_<fqdn> */
+  backend: string;
+  mode: 'http' | 'tcp';
+  tcpPort: number | null;
+  vip: string | null;
+  /** extra Host names (escaped DNS names) from host tags */
+  hosts: string[];
+  /** the Host values an L7 route matches explicitly: aliases, hosts, and the fqdn when the backend is not l7_<fqdn> */
+  matchHosts: string[];
+  /** path prefixes from path tags, each checked to be a valid HAProxy value */
+  paths: string[];
+  tags: string[];
+  instances: InstanceView[];
+  slots: SlotView[];
+}
+
+export interface View {
+  services: ServiceView[];
+  /** services by name (no prototype: a service named "constructor" is just a name) */
+  service: Record<string, ServiceView>;
+  groups: GroupView[];
+  http: GroupView[];
+  tcp: GroupView[];
+  kv: Record<string, string>;
+  health: HealthFilter;
+  domain: string;
+  settings: Record<string, unknown>;
+}
+
+export interface Skip { reason: string; subject: string; detail: string }
+
+/** Hooks for the stateful parts: VIP and slot assignment. */
+export interface ViewAssign {
+  vip(groupKey: string): string | null;
+  slots(backend: string, instances: InstanceView[]): SlotView[];
+}
+
+const allowed: Record<HealthFilter, ReadonlySet<HealthStatus>> = {
+  passing: new Set(['passing']),
+  warning: new Set(['passing', 'warning']),
+  any: new Set(['passing', 'warning', 'critical']),
+};
+
+export const metaKeyOf = (tagPrefix: string): string => tagPrefix.replace(/[^A-Za-z0-9_-]/g, '-');
+
+function firstValue(inst: CatalogInstance, tagPrefix: string, metaKey: string): string | undefined {
+  if (inst.tags.length) {
+    const p = `${tagPrefix}=`;
+    for (const t of inst.tags) if (t.startsWith(p)) return t.slice(p.length);
+  }
+  return Object.prototype.hasOwnProperty.call(inst.meta, metaKey) ? inst.meta[metaKey] : undefined;
+}
+
+function parsePort(v: string | undefined): number | null | 'bad' {
+  if (v === undefined) return null;
+  if (!/^\d{1,5}$/.test(v)) return 'bad';
+  const n = Number(v);
+  return n >= 1 && n <= 65535 ? n : 'bad';
+}
+
+/** an address HAProxy and a hosts file can take as is: an IP, or a host name that needs no escaping */
+export function validAddress(a: string): boolean {
+  if (isIP(a) !== 0) return true;
+  const r = escapeDnsName(a);
+  return r.ok && !r.changed && a.length <= 253;
+}
+
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAssign, skip: (s: Skip) => void = () => undefined): View {
+  const ok = allowed[o.health];
+  const metaKey = { tenant: metaKeyOf(o.tenantTag), tcp: metaKeyOf(o.tcpTag), host: metaKeyOf(o.hostTag) };
+  const services: ServiceView[] = [];
+  const byName: Record<string, ServiceView> = Object.create(null) as Record<string, ServiceView>;
+  interface Pending { key: string; service: string; tenant: string | null; label: string; instances: InstanceView[]; tcpPorts: number[]; hosts: Set<string>; paths: Set<string>; tags: Set<string>; exact: boolean }
+  const pending = new Map<string, Pending>();
+
+  for (const [name, list] of snap.services) {
+    if (name === 'consul') continue; // Consul's own servers are not a workload
+    const all: InstanceView[] = [];
+    const serviceLabel = escapeDnsLabel(name);
+    if (!serviceLabel.ok) skip({ reason: 'service_name', subject: name, detail: serviceLabel.reason });
+    for (const inst of list) {
+      const tenantRaw = firstValue(inst, o.tenantTag, metaKey.tenant);
+      let tenant: string | null = null;
+      if (tenantRaw !== undefined) {
+        const t = escapeDnsLabel(tenantRaw);
+        if (!t.ok) { skip({ reason: 'tenant', subject: name, detail: t.reason }); continue; }
+        tenant = t.value;
+      }
+      const view: InstanceView = { key: inst.key, id: inst.id, node: inst.node, address: inst.address, port: inst.port, status: inst.status, tags: inst.tags, meta: inst.meta, tenant };
+      all.push(view);
+      if (!serviceLabel.ok) continue;
+      // groups: one a (tenant, service)
+      const gkey = tenant ? `${tenant}/${name}` : name;
+      let g = pending.get(gkey);
+      if (!g) {
+        const label = escapeDnsLabel(tenant ? `${tenant}-${serviceLabel.value}` : serviceLabel.value);
+        if (!label.ok) { skip({ reason: 'service_name', subject: name, detail: label.reason }); continue; }
+        g = { key: gkey, service: name, tenant, label: label.value, instances: [], tcpPorts: [], hosts: new Set(), paths: new Set(), tags: new Set(), exact: !serviceLabel.changed };
+        pending.set(gkey, g);
+      }
+      for (const t of inst.tags) g.tags.add(t);
+      const tcp = parsePort(firstValue(inst, o.tcpTag, metaKey.tcp));
+      if (tcp === 'bad') skip({ reason: 'tcp_port', subject: name, detail: `${o.tcpTag} of instance ${escapeLogField(inst.id, 80)} is not a port` });
+      else if (tcp !== null) g.tcpPorts.push(tcp);
+      const hostMeta = Object.prototype.hasOwnProperty.call(inst.meta, metaKey.host) ? [inst.meta[metaKey.host]!] : [];
+      for (const h of inst.tags.length || hostMeta.length ? [...tagValuesOf(inst.tags, o.hostTag), ...hostMeta] : []) {
+        const r = escapeDnsName(h.toLowerCase());
+        if (r.ok && h.length <= 253 && h.includes('.')) g.hosts.add(r.value);
+        else skip({ reason: 'host_tag', subject: name, detail: r.ok ? 'not a dotted host name' : r.reason });
+      }
+      for (const p of inst.tags.length ? tagValuesOf(inst.tags, o.pathTag) : []) {
+        if (p.startsWith('/') && escapeHAProxyValue(p).ok) g.paths.add(p);
+        else skip({ reason: 'path_tag', subject: name, detail: 'not a path starting with / without control characters' });
+      }
+      if (!ok.has(inst.status)) continue;
+      if (!validAddress(inst.address)) { skip({ reason: 'address', subject: name, detail: `instance ${escapeLogField(inst.id, 80)} address ${JSON.stringify(escapeLogField(inst.address, 80))} is neither an IP nor a host name` }); continue; }
+      if (!Number.isInteger(inst.port) || inst.port < 1 || inst.port > 65535) { skip({ reason: 'port', subject: name, detail: `instance ${escapeLogField(inst.id, 80)} has port ${inst.port}` }); continue; }
+      g.instances.push(view);
+    }
+    const instances = all.filter((i) => ok.has(i.status));
+    const tags = [...new Set(all.flatMap((i) => i.tags))].sort(cmp);
+    const meta: Record<string, string> = Object.create(null) as Record<string, string>;
+    const first = all[0];
+    if (first) for (const [k, v] of Object.entries(first.meta)) if (all.every((i) => i.meta[k] === v)) meta[k] = v;
+    const sv: ServiceView = { name, tags, meta, instances, all };
+    services.push(sv);
+    byName[name] = sv;
+  }
+
+  // one DNS name, one group: an exact name (no escaping needed) wins over an escaped one, then the first by key
+  const groups: GroupView[] = [];
+  const taken = new Map<string, string>();
+  const ordered = [...pending.values()].sort((a, b) => Number(b.exact) - Number(a.exact) || cmp(a.key, b.key));
+  for (const g of ordered) {
+    const fqdn = `${g.label}.${o.domain}`;
+    if (fqdn.length > 253) { skip({ reason: 'service_name', subject: g.service, detail: 'DNS name longer than 253' }); continue; }
+    const holder = taken.get(fqdn);
+    if (holder !== undefined) { skip({ reason: 'name_collision', subject: g.service, detail: `${fqdn} is already the name of ${escapeLogField(holder, 80)}` }); continue; }
+    taken.set(fqdn, g.key);
+    const mode = g.tcpPorts.length ? 'tcp' : 'http';
+    const backendRaw = `${mode === 'tcp' ? 'l4' : 'l7'}_${fqdn}`;
+    const backend = escapeHAProxyIdentifier(backendRaw);
+    if (!backend.ok) { skip({ reason: 'service_name', subject: g.service, detail: backend.reason }); continue; }
+    const aliases: string[] = [];
+    if (g.tenant) {
+      const svc = escapeDnsLabel(g.service);
+      if (svc.ok) aliases.push(`${g.tenant}.${svc.value}.${o.domain}`, `${g.tenant}.${svc.value}`);
+    }
+    const instances = g.instances.sort((a, b) => cmp(a.key, b.key));
+    groups.push({
+      key: g.key, service: g.service, tenant: g.tenant, label: g.label, fqdn,
+      aliases: aliases.filter((a) => a.length <= 253),
+      backend: backend.value, mode,
+      tcpPort: mode === 'tcp' ? Math.min(...g.tcpPorts) : null,
+      vip: mode === 'tcp' ? assign.vip(g.key) : null,
+      hosts: [...g.hosts].sort(cmp),
+      paths: [...g.paths].sort(cmp),
+      matchHosts: [],
+      tags: [...g.tags].sort(cmp),
+      instances,
+      slots: [],
+    });
+  }
+  groups.sort((a, b) => cmp(a.fqdn, b.fqdn));
+  // an alias or extra host is one group's only: not another group's name, not claimed twice
+  const claimed = new Set(taken.keys());
+  for (const g of groups) {
+    g.aliases = g.aliases.filter((a) => !claimed.has(a) && (claimed.add(a), true));
+    g.hosts = g.hosts.filter((h) => {
+      if (claimed.has(h)) { skip({ reason: 'host_tag', subject: g.service, detail: `${h} is already claimed` }); return false; }
+      claimed.add(h);
+      return true;
+    });
+  }
+  for (const g of groups) {
+    g.matchHosts = [...(g.backend === `l7_${g.fqdn}` ? [] : [g.fqdn]), ...g.aliases, ...g.hosts];
+    g.slots = assign.slots(g.backend, g.instances);
+    // an L4 group without a VIP (pool exhausted) cannot be served: keep it out of tcp and hosts
+    if (g.mode === 'tcp' && g.vip === null) skip({ reason: 'vip_pool', subject: g.service, detail: `no free VIP for ${g.fqdn}` });
+  }
+  const kv: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const [k, v] of snap.kv) kv[k] = v;
+  return {
+    services,
+    service: byName,
+    groups,
+    http: groups.filter((g) => g.mode === 'http'),
+    tcp: groups.filter((g) => g.mode === 'tcp' && g.vip !== null),
+    kv,
+    health: o.health,
+    domain: o.domain,
+    settings: o.settings,
+  };
+}
+
+/** The view with every slot emptied: what a render looks like apart from which instance sits in which slot. */
+export function skeletonOf(view: View, slotCounts?: ReadonlyMap<string, number>): View {
+  const empty = (g: GroupView): GroupView => {
+    const n = slotCounts?.get(g.backend);
+    const slots = (n === undefined ? g.slots : g.slots.slice(0, n)).map((s) => ({ name: s.name, instance: null, address: null, port: null }));
+    return { ...g, slots };
+  };
+  const groups = view.groups.map(empty);
+  const byBackend = new Map(groups.map((g) => [g.backend, g]));
+  return {
+    ...view,
+    groups,
+    http: view.http.map((g) => byBackend.get(g.backend)!),
+    tcp: view.tcp.map((g) => byBackend.get(g.backend)!),
+  };
+}

@@ -1,0 +1,170 @@
+// The apply pipeline and the Runtime API against a real HAProxy (master-worker,
+// from the harness): check before replace, confirmed reloads, a refused reload,
+// an unreachable master, and instance changes without a reload.
+import test from 'ava';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { startHAProxy, type HAProxyEngine } from '../../test/harness/engines/haproxy.ts';
+import { manageEngines } from '../../test/harness/ava.ts';
+import { freePort } from '../../test/harness/process.ts';
+import { applyRender, type ApplyTarget } from '../src/apply/apply.ts';
+import { MasterReloader, parseShowProc } from '../src/apply/reload.ts';
+import { RuntimeApi } from '../src/runtime/runtime-api.ts';
+import { bootstrapConfig, namedServer, get } from './helpers.ts';
+
+const track = manageEngines(test);
+
+function config(h: { dir: string }, port: number, body: string): string {
+  return `global
+    stats socket ${join(h.dir, 'admin.sock')} mode 600 level admin expose-fd listeners
+    server-state-file ${join(h.dir, 'server-state')}
+    mworker-max-reloads 5
+    hard-stop-after 5s
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+    load-server-state-from-file global
+    default-server init-addr libc,none
+
+frontend web
+    bind 127.0.0.1:${port}
+${body}`;
+}
+
+async function setup(): Promise<{ h: HAProxyEngine; port: number; target: ApplyTarget }> {
+  const h = await startHAProxy({ config: bootstrapConfig });
+  track('haproxy', h);
+  const target: ApplyTarget = {
+    name: 'haproxy', destination: h.cfgFile, mode: 0o640, backup: true,
+    check: ['haproxy', '-c', '-f', '{{path}}'], checkTimeoutMs: 10_000,
+    reloader: new MasterReloader({ socket: h.masterSocket, timeoutMs: 10_000 }),
+  };
+  return { h, port: h.httpPort, target };
+}
+
+const answer = (text: string): string => `    http-request return status 200 content-type text/plain string ${text}\n`;
+
+test('a render the check refuses is never written; the output names the offending line', async (t) => {
+  const { h, port, target } = await setup();
+  const good = config(h, port, answer('one'));
+  t.is((await applyRender(target, good)).result, 'applied');
+  const before = readFileSync(h.cfgFile, 'utf8');
+  const reloads = (await h.processes()).reloads;
+  const bad = config(h, port, `${answer('two')}    bogus_directive here\n`);
+  const out = await applyRender(target, bad);
+  t.is(out.result, 'check_failed');
+  if (out.result !== 'check_failed') return;
+  const lineNo = bad.split('\n').findIndex((l) => l.includes('bogus_directive')) + 1;
+  t.deepEqual(out.offending, [`line ${lineNo}: ${bad.split('\n')[lineNo - 1]}`]);
+  t.regex(out.output, /bogus_directive/);
+  t.true(out.output.includes(h.cfgFile), 'the output names the destination, not the temporary file');
+  t.is(readFileSync(h.cfgFile, 'utf8'), before);
+  t.is((await h.processes()).reloads, reloads);
+  t.is((await get(port, 'x')).body, 'one');
+});
+
+test('a good render is written atomically with its permissions, the last good file kept, and the reload confirmed by show proc', async (t) => {
+  const { h, port, target } = await setup();
+  const first = config(h, port, answer('one'));
+  const before = await h.processes();
+  t.is((await applyRender(target, first)).result, 'applied');
+  const mid = await h.processes();
+  t.is(mid.reloads, before.reloads + 1);
+  t.notDeepEqual(mid.workers, before.workers);
+  t.is((await get(port, 'x')).body, 'one');
+  t.is((await applyRender(target, config(h, port, answer('two')))).result, 'applied');
+  t.is((await get(port, 'x')).body, 'two');
+  t.is(readFileSync(`${h.cfgFile}.bak`, 'utf8'), first);
+  const { statSync } = await import('node:fs');
+  t.is(statSync(h.cfgFile).mode & 0o777, 0o640);
+  // the same content again: nothing happens
+  t.is((await applyRender(target, config(h, port, answer('two')))).result, 'unchanged');
+  t.is((await h.processes()).reloads, mid.reloads + 1);
+});
+
+test('a config HAProxy refuses at reload (it passed the check): old workers keep serving, the last good file is put back', async (t) => {
+  const { h, port, target } = await setup();
+  const good = config(h, port, answer('good'));
+  t.is((await applyRender(target, good)).result, 'applied');
+  const workers = (await h.processes()).workers;
+  // 192.0.2.0/24 is TEST-NET-1: not on this host, so the bind fails only when the new workers start
+  const bad = config(h, port, answer('bad')).replace(`bind 127.0.0.1:${port}`, `bind 127.0.0.1:${port}\n    bind 192.0.2.77:${await freePort()}`);
+  const out = await applyRender(target, bad);
+  t.is(out.result, 'reload_failed');
+  if (out.result === 'reload_failed') {
+    t.is(out.reason, 'rejected');
+    t.true(out.restored);
+  }
+  t.is(readFileSync(h.cfgFile, 'utf8'), good);
+  t.deepEqual((await h.processes()).workers, workers);
+  t.is((await get(port, 'x')).body, 'good');
+  // and it recovers with the next good render
+  t.is((await applyRender(target, config(h, port, answer('again')))).result, 'applied');
+  t.is((await get(port, 'x')).body, 'again');
+});
+
+test('an HAProxy that does not answer: the checked file stays in place and the reload is pending', async (t) => {
+  const { h, port, target } = await setup();
+  t.is((await applyRender(target, config(h, port, answer('one')))).result, 'applied');
+  await h.kill();
+  const next = config(h, port, answer('two'));
+  const out = await applyRender(target, next);
+  t.is(out.result, 'reload_pending');
+  t.is(readFileSync(h.cfgFile, 'utf8'), next);
+  t.false((await target.reloader!.probe()).up);
+});
+
+test('show proc of HAProxy 2.6 is parsed, failed reloads included', (t) => {
+  const p = parseShowProc(`#<PID>          <type>          <reloads>       <uptime>        <version>
+9404            master          2 [failed: 1]   0d00h00m06s     2.6.12
+# workers
+9416            worker          1               0d00h00m05s     2.6.12
+# old workers
+9400            worker          3               0d00h01m05s     2.6.12
+# programs
+`);
+  t.deepEqual(p, { masterPid: 9404, reloads: 2, failed: 1, workers: [9416], oldWorkers: [9400] });
+  t.throws(() => parseShowProc('Unknown command'), { code: 'E_HAPROXY_COMMAND' });
+});
+
+test('Runtime API: fill, empty and add server slots without a reload; the server state file follows', async (t) => {
+  const { h, port, target } = await setup();
+  const a = await namedServer('a');
+  const b = await namedServer('b');
+  const c = await namedServer('c');
+  t.teardown(async () => { await a.close(); await b.close(); await c.close(); });
+  const cfg = config(h, port, '    default_backend be\n\nbackend be\n    balance roundrobin\n    server s1 127.0.0.1:1 disabled\n    server s2 127.0.0.1:1 disabled\n');
+  t.is((await applyRender(target, cfg)).result, 'applied');
+  const reloads = (await h.processes()).reloads;
+  const stateFile = join(h.dir, 'server-state');
+  const rt = new RuntimeApi({ socket: h.adminSocket, stateFile });
+  const slot = (name: string, s?: { address: string; port: number }): { name: string; instance: null; address: string | null; port: number | null } =>
+    ({ name, instance: null, address: s?.address ?? null, port: s?.port ?? null });
+
+  const r1 = await rt.apply([{ backend: 'be', slots: [slot('s1'), slot('s2', a)] }]);
+  t.true(r1.commands > 0);
+  t.is((await get(port, 'x')).body, 'a');
+  t.regex(readFileSync(stateFile, 'utf8'), new RegExp(`be 2 s2 127\\.0\\.0\\.1 2 \\d+ .* ${a.port} `));
+
+  // the same again: nothing to do
+  t.is((await rt.apply([{ backend: 'be', slots: [slot('s1'), slot('s2', a)] }])).commands, 0);
+
+  // a replaces... b in s1, a leaves, c needs a third slot the process does not have
+  await rt.apply([{ backend: 'be', slots: [slot('s1', b), slot('s2'), slot('s3', c)] }]);
+  const seen = new Set<string>();
+  for (let i = 0; i < 10; i++) seen.add((await get(port, 'x')).body);
+  t.deepEqual([...seen].sort(), ['b', 'c']);
+  t.is((await h.processes()).reloads, reloads, 'no reload');
+
+  // a reload restores servers from the state file; apply() after it leaves them as the view says
+  writeFileSync(h.cfgFile, cfg.replace('server s2 127.0.0.1:1 disabled', 'server s2 127.0.0.1:1 disabled\n    server s3 127.0.0.1:1 disabled'));
+  t.true(await h.reload());
+  await rt.apply([{ backend: 'be', slots: [slot('s1', b), slot('s2'), slot('s3', c)] }]);
+  const after = new Set<string>();
+  for (let i = 0; i < 10; i++) after.add((await get(port, 'x')).body);
+  t.deepEqual([...after].sort(), ['b', 'c']);
+  t.true(existsSync(stateFile));
+});

@@ -1,0 +1,235 @@
+// `gantry templater` as it runs, against real engines: Consul (services written
+// straight into it), HAProxy in master-worker mode, dnsmasq reading the hosts
+// file, Redis behind an L4 VIP.
+import test from 'ava';
+import net from 'node:net';
+import { readFileSync, existsSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { manageEngines } from '../../test/harness/ava.ts';
+import { startRedis } from '../../test/harness/engines/redis.ts';
+import { waitUntil, sleep } from '../../test/harness/process.ts';
+import { register, deregister, setCheck, namedServer, get, gantryArgs, startTemplater } from './helpers.ts';
+import { startStack, vipsOnLo } from './stack.ts';
+
+const track = manageEngines(test);
+
+/** the master's reload count; retried, since the master re-executes itself on a reload */
+const reloadsOf = (h: { processes(): Promise<{ reloads: number }> }): Promise<number> =>
+  waitUntil('show proc', async () => { const p = await h.processes().catch(() => undefined); return p ? p.reloads + 1 : undefined; }, { timeoutMs: 10_000 }).then((n) => n - 1);
+
+function redisPing(host: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port });
+    let out = '';
+    s.setTimeout(3000, () => s.destroy(new Error('timeout')));
+    s.on('connect', () => s.write('PING\r\nQUIT\r\n'));
+    s.on('data', (d) => { out += d.toString(); });
+    s.on('close', () => resolve(out));
+    s.on('error', reject);
+  });
+}
+
+test('L7 by Host, names in dnsmasq, L4 Redis on its VIP; instance changes through the Runtime API, new services by reload', async (t) => {
+  const st = await startStack(t, track);
+  const a = await namedServer('a');
+  const b = await namedServer('b');
+  const c = await namedServer('c');
+  t.teardown(async () => { await a.close(); await b.close(); await c.close(); });
+  const redis = await startRedis();
+  track('redis', redis);
+  const port = st.haproxy.httpPort;
+
+  await register(st.consul.addr, { id: 'orders-a', name: 'orders', port: a.port, check: 'passing', tags: ['gantry.host=shop.example.com'] });
+  await register(st.consul.addr, { id: 'orders-b', name: 'orders', port: b.port, check: 'passing' });
+  await register(st.consul.addr, { id: 'redis-1', name: 'redis', port: redis.port, check: 'passing', tags: ['gantry.tcp=6379', 'gantry.tenant=dev1'] });
+
+  await waitUntil('orders through HAProxy', async () => (await get(port, 'orders.gantry.test')).status === 200, { timeoutMs: 20_000 });
+  const bodies = new Set<string>();
+  for (let i = 0; i < 6; i++) bodies.add((await get(port, 'orders.gantry.test')).body);
+  t.deepEqual([...bodies].sort(), ['a', 'b']);
+  t.is((await get(port, 'shop.example.com')).status, 200);
+  t.is((await get(port, 'nothing.gantry.test')).status, 404);
+
+  // DNS: L7 names at the L7 address, the L4 name (and its tenant aliases) at its VIP
+  await waitUntil('dnsmasq answers', async () => (await st.dnsmasq.resolve('orders.gantry.test').catch((): string[] => [])).includes('127.0.0.1'), { timeoutMs: 10_000 });
+  const [vip] = await st.dnsmasq.resolve('dev1-redis.gantry.test');
+  t.truthy(vip);
+  t.deepEqual(await st.dnsmasq.resolve('dev1.redis'), [vip!]);
+  t.deepEqual(await st.dnsmasq.resolve('shop.example.com'), ['127.0.0.1']);
+  t.true(vipsOnLo(st.pool).includes(vip!));
+  t.regex(await redisPing(vip!, 6379), /^\+PONG/);
+
+  const cfg = readFileSync(st.haproxy.cfgFile, 'utf8');
+  t.regex(cfg, /^\s*hard-stop-after 30s$/m);
+  t.regex(cfg, /^\s*mworker-max-reloads 5$/m);
+  t.regex(cfg, /^\s*server-state-file /m);
+
+  // instances only: Runtime API, no reload
+  const reloads = await reloadsOf(st.haproxy);
+  await deregister(st.consul.addr, 'orders-a');
+  await register(st.consul.addr, { id: 'orders-c', name: 'orders', port: c.port, check: 'passing', tags: ['gantry.host=shop.example.com'] });
+  await waitUntil('c serves', async () => (await get(port, 'orders.gantry.test')).body === 'c', { timeoutMs: 20_000 });
+  await st.templater.waitForLog('runtime path', (l) => String(l.msg).includes('Runtime API, no reload'));
+  const hitsA = a.hits;
+  const after = new Set<string>();
+  for (let i = 0; i < 10; i++) after.add((await get(port, 'orders.gantry.test')).body);
+  t.deepEqual([...after].sort(), ['b', 'c']);
+  t.is(a.hits, hitsA, 'no request reaches a after it left');
+  // a health check going critical takes the instance out, still without a reload
+  await setCheck(st.consul.addr, 'orders-b', 'critical');
+  await waitUntil('b out', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add((await get(port, 'orders.gantry.test')).body);
+    return seen.size === 1 && seen.has('c');
+  }, { timeoutMs: 20_000 });
+  t.is(await reloadsOf(st.haproxy), reloads);
+  t.true(existsSync(`${st.dir}/server-state`));
+
+  // more instances than slots: servers added at runtime, still no reload
+  const extra = await Promise.all([1, 2, 3, 4].map((i) => namedServer(`x${i}`)));
+  t.teardown(async () => { for (const s of extra) await s.close(); });
+  for (const [i, s] of extra.entries()) await register(st.consul.addr, { id: `orders-x${i}`, name: 'orders', port: s.port, check: 'passing', tags: ['gantry.host=shop.example.com'] });
+  await waitUntil('x servers', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) seen.add((await get(port, 'orders.gantry.test')).body);
+    return seen.size === 5;
+  }, { timeoutMs: 20_000 });
+  t.is(await reloadsOf(st.haproxy), reloads);
+  t.regex(await st.haproxy.runtime('show servers state l7_orders.gantry.test'), / s6 /);
+
+  // a new service: new backend, so a reload (confirmed), and a new name in DNS
+  await register(st.consul.addr, { id: 'pay-1', name: 'payments', port: a.port, check: 'passing' });
+  await waitUntil('payments', async () => (await get(port, 'payments.gantry.test')).body === 'a', { timeoutMs: 20_000 });
+  await waitUntil('payments in DNS', async () => (await st.dnsmasq.resolve('payments.gantry.test').catch((): string[] => [])).includes('127.0.0.1'), { timeoutMs: 10_000 });
+  t.true((await reloadsOf(st.haproxy)) > reloads);
+  // after the reload the runtime-only changes are still there
+  t.is((await get(port, 'orders.gantry.test')).status, 200);
+  t.true(await st.templater.metric('gantry_templater_runtime_updates_total', { result: 'ok' }) >= 2);
+  t.is(await st.templater.metric('gantry_templater_check_failures_total'), 0);
+});
+
+test('a template with a syntax error at start: exit 2 with file, line and column', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-tpl-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const tpl = join(dir, 'bad.hbs');
+  writeFileSync(tpl, 'global\n    maxconn 10\n{{#each services}}\n  {{name}\n{{/each}}\n');
+  const r = spawnSync(process.execPath, gantryArgs('templater', ['--template', `${tpl}:${join(dir, 'out')}`, '--consul-addr', 'http://127.0.0.1:1']), { encoding: 'utf8', timeout: 30_000 });
+  t.is(r.status, 2);
+  t.true(r.stderr.includes(`${tpl}:4:9:`), r.stderr);
+  t.regex(r.stderr, /Parse error/);
+  const r2 = spawnSync(process.execPath, gantryArgs('templater', ['--haproxy-cfg', join(dir, 'x.cfg'), '--wait', '5s:1s']), { encoding: 'utf8', timeout: 30_000 });
+  t.is(r2.status, 2);
+  t.regex(r2.stderr, /--wait.*max is shorter than min/);
+});
+
+test('a template edited into a running templater: an error is reported and the last good template keeps rendering', async (t) => {
+  const st = await startStack(t, track, [], { startTemplater: false });
+  const tpl = join(st.dir, 'svc.hbs');
+  const out = join(st.dir, 'svc.txt');
+  writeFileSync(tpl, '{{#each services}}{{name}}={{len instances}}\n{{/each}}');
+  await register(st.consul.addr, { id: 'one', name: 'one', check: 'passing' });
+  const tp = startTemplater(st.dir, ['--consul-addr', st.consul.addr, '--template', `${tpl}:${out}`, '--wait', '10ms:100ms', '--state-dir', join(st.dir, 'state'), '--vip-manage=false']);
+  track('templater', tp);
+  await waitUntil('first render', async () => existsSync(out) && readFileSync(out, 'utf8') === 'one=1\n', { timeoutMs: 20_000 });
+
+  writeFileSync(tpl, '{{#each services}}{{name}}\n{{/if}}\n');
+  const err = await tp.waitForLog('template error', (l) => String(l.msg).startsWith('edited template has an error'));
+  t.regex(String(err.err), /^.*svc\.hbs:1:\d+: each doesn't match if$/);
+  t.true(String(err.err).startsWith(`${tpl}:1:`));
+  t.is(await tp.metric('gantry_templater_template_error'), 1);
+  t.is(readFileSync(out, 'utf8'), 'one=1\n');
+  // Consul changes go on being rendered, with the last good template
+  await register(st.consul.addr, { id: 'two', name: 'two', check: 'passing' });
+  await waitUntil('second render', async () => readFileSync(out, 'utf8') === 'one=1\ntwo=1\n', { timeoutMs: 20_000 });
+
+  writeFileSync(tpl, '{{#each services}}[{{name}}]{{/each}}\n');
+  await waitUntil('fixed template', async () => readFileSync(out, 'utf8') === '[one][two]\n', { timeoutMs: 20_000 });
+  t.is(await tp.metric('gantry_templater_template_error'), 0);
+});
+
+test('an empty catalog is not rendered (elections, a wiped dev agent) unless allowed', async (t) => {
+  const st = await startStack(t, track);
+  await st.templater.waitForLog('empty refused', (l) => String(l.msg).startsWith('empty render refused'));
+  t.is(readFileSync(st.hostsFile, 'utf8'), '');
+  t.regex(readFileSync(st.haproxy.cfgFile, 'utf8'), /bootstrap/);
+  t.true(await st.templater.metric('gantry_templater_renders_total', { result: 'empty' }) >= 1);
+  await register(st.consul.addr, { id: 'w1', name: 'web', check: 'passing' });
+  await waitUntil('hosts written', async () => readFileSync(st.hostsFile, 'utf8').includes('web.gantry.test'), { timeoutMs: 20_000 });
+});
+
+test('Consul down: the last config keeps serving; Consul back empty: refused; services back: applied', async (t) => {
+  const st = await startStack(t, track);
+  const a = await namedServer('a');
+  t.teardown(() => a.close());
+  await register(st.consul.addr, { id: 'o1', name: 'orders', port: a.port, check: 'passing' });
+  const port = st.haproxy.httpPort;
+  await waitUntil('orders', async () => (await get(port, 'orders.gantry.test')).status === 200, { timeoutMs: 20_000 });
+  await waitUntil('hosts', async () => readFileSync(st.hostsFile, 'utf8').includes('orders.gantry.test'), { timeoutMs: 20_000 });
+  const cfg = readFileSync(st.haproxy.cfgFile, 'utf8');
+  const hosts = readFileSync(st.hostsFile, 'utf8');
+  await st.consul.kill();
+  await waitUntil('consul error reported', async () => {
+    const h = await (await fetch(`${await st.templater.adminUrl()}/healthz`)).json() as { consul: { lastError: string | null } };
+    return h.consul.lastError !== null;
+  }, { timeoutMs: 20_000 });
+  await sleep(1000);
+  t.is((await get(port, 'orders.gantry.test')).body, 'a');
+  t.is(readFileSync(st.haproxy.cfgFile, 'utf8'), cfg);
+  t.is(readFileSync(st.hostsFile, 'utf8'), hosts);
+  // a dev agent comes back with nothing in it: the empty render is refused
+  await st.consul.restart();
+  await st.templater.waitForLog('empty refused', (l) => String(l.msg).startsWith('empty render refused'), 30_000);
+  t.is((await get(port, 'orders.gantry.test')).body, 'a');
+  t.is(readFileSync(st.hostsFile, 'utf8'), hosts);
+  await register(st.consul.addr, { id: 'o2', name: 'orders', port: a.port, check: 'passing' });
+  await register(st.consul.addr, { id: 'n1', name: 'news', port: a.port, check: 'passing' });
+  await waitUntil('news', async () => (await get(port, 'news.gantry.test')).status === 200, { timeoutMs: 20_000 });
+});
+
+test('HAProxy killed: reported; what changed meanwhile is applied when it is back', async (t) => {
+  const st = await startStack(t, track);
+  const a = await namedServer('a');
+  t.teardown(() => a.close());
+  await register(st.consul.addr, { id: 'o1', name: 'orders', port: a.port, check: 'passing' });
+  const port = st.haproxy.httpPort;
+  await waitUntil('orders', async () => (await get(port, 'orders.gantry.test')).status === 200, { timeoutMs: 20_000 });
+  await st.haproxy.kill();
+  await st.templater.waitForLog('down reported', (l) => String(l.msg).startsWith('reload target is down'));
+  const health = await fetch(`${await st.templater.adminUrl()}/healthz`);
+  t.is(health.status, 503);
+  t.is(await st.templater.metric('gantry_templater_target_up', { template: 'haproxy' }), 0);
+  // changes while it is down: an instance moves, a service comes
+  const b = await namedServer('b');
+  t.teardown(() => b.close());
+  await deregister(st.consul.addr, 'o1');
+  await register(st.consul.addr, { id: 'o2', name: 'orders', port: b.port, check: 'passing' });
+  await register(st.consul.addr, { id: 'p1', name: 'payments', port: b.port, check: 'passing' });
+  await waitUntil('render written while down', async () => readFileSync(st.haproxy.cfgFile, 'utf8').includes('l7_payments.gantry.test'), { timeoutMs: 20_000 });
+  // a supervisor starts it again, from the file on disk
+  await st.haproxy.restart();
+  await st.templater.waitForLog('back', (l) => String(l.msg).startsWith('reload target is back'));
+  await waitUntil('payments', async () => (await get(port, 'payments.gantry.test')).body === 'b', { timeoutMs: 20_000 });
+  t.is((await get(port, 'orders.gantry.test')).body, 'b');
+  await waitUntil('healthy', async () => (await fetch(`${await st.templater.adminUrl()}/healthz`)).status === 200, { timeoutMs: 10_000 });
+});
+
+test('a reload HAProxy refuses: old workers keep serving, the failure is counted, the templater goes on', async (t) => {
+  const st = await startStack(t, track, ['--stats-bind', '192.0.2.55:8404']);
+  // the stats bind is on an address this host does not have: haproxy -c accepts it, the reload fails
+  const a = await namedServer('a');
+  t.teardown(() => a.close());
+  await register(st.consul.addr, { id: 'o1', name: 'orders', port: a.port, check: 'passing' });
+  await st.templater.waitForLog('reload failed', (l) => String(l.msg).startsWith('reload failed'));
+  t.true(await st.templater.metric('gantry_templater_reload_failures_total', { reason: 'rejected' }) >= 1);
+  // the bootstrap config (the last good file) is back on disk, and still serving
+  t.regex(readFileSync(st.haproxy.cfgFile, 'utf8'), /bootstrap/);
+  t.is((await get(st.haproxy.httpPort, 'orders.gantry.test')).body, 'bootstrap');
+  t.false(st.templater.proc.exited());
+  // the same render is tried again later, with backoff (not in a storm, not never)
+  await waitUntil('retried', async () => (await st.templater.metric('gantry_templater_reload_failures_total', { reason: 'rejected' })) >= 2, { timeoutMs: 20_000 });
+  t.regex(readFileSync(st.haproxy.cfgFile, 'utf8'), /bootstrap/);
+  // the hosts file (another template) is applied regardless
+  await waitUntil('hosts', async () => readFileSync(st.hostsFile, 'utf8').includes('orders.gantry.test'), { timeoutMs: 20_000 });
+});

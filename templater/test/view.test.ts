@@ -1,0 +1,163 @@
+import test from 'ava';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildView, skeletonOf, type ViewOptions, type Skip } from '../src/view.ts';
+import { SlotTable } from '../src/runtime/slots.ts';
+import { VipPool, parseCidr } from '../src/vip/pool.ts';
+import type { CatalogInstance, CatalogSnapshot } from '../src/watch/types.ts';
+
+const opts = (o: Partial<ViewOptions> = {}): ViewOptions => ({
+  health: 'passing', domain: 'gantry.test', tcpTag: 'gantry.tcp', tenantTag: 'gantry.tenant', hostTag: 'gantry.host', pathTag: 'gantry.path',
+  minSlots: 2, settings: {}, ...o,
+});
+
+let n = 0;
+function inst(service: string, o: Partial<CatalogInstance> = {}): CatalogInstance {
+  n++;
+  const id = o.id ?? `${service}-${n}`;
+  return { key: `node1\u0000${id}`, node: 'node1', nodeAddress: '10.0.0.1', id, service, address: `10.1.0.${n % 250}`, port: 8000 + n, tags: [], meta: {}, modifyIndex: n, status: 'passing', ...o };
+}
+
+function snap(list: CatalogInstance[], kv: Record<string, string> = {}): CatalogSnapshot {
+  const services = new Map<string, CatalogInstance[]>();
+  for (const i of list) services.set(i.service, [...(services.get(i.service) ?? []), i]);
+  return { services, kv: new Map(Object.entries(kv)), indexes: { catalog: '1', health: '1', kv: null }, version: ++n };
+}
+
+function assign(minSlots = 2): { vip: (k: string) => string | null; slots: SlotTable['assign']; table: SlotTable } {
+  const table = new SlotTable(minSlots);
+  let v = 0;
+  const vips = new Map<string, string>();
+  return {
+    table,
+    vip: (k) => { if (!vips.has(k)) vips.set(k, `127.77.0.${++v}`); return vips.get(k)!; },
+    slots: (b, i) => table.assign(b, i),
+  };
+}
+
+test('health filter: passing, warning or any', (t) => {
+  const list = [inst('web', { status: 'passing' }), inst('web', { status: 'warning' }), inst('web', { status: 'critical' })];
+  for (const [health, count] of [['passing', 1], ['warning', 2], ['any', 3]] as const) {
+    const v = buildView(snap(list), opts({ health }), assign());
+    t.is(v.service.web!.instances.length, count, health);
+    t.is(v.service.web!.all.length, 3);
+    t.is(v.http[0]!.instances.length, count);
+  }
+});
+
+test('groups: DNS name, backend, L4 port and VIP, tenant prefix from a tag or meta, hosts and paths from tags', (t) => {
+  const v = buildView(snap([
+    inst('orders', { tags: ['gantry.host=Shop.Example.com', 'gantry.path=/orders', 'v1'] }),
+    inst('redis', { tags: ['gantry.tcp=6379', 'gantry.tenant=developer1'] }),
+    inst('redis', { meta: { 'gantry-tcp': '6379', 'gantry-tenant': 'dev2' } }),
+    inst('consul'),
+  ]), opts(), assign());
+  t.deepEqual(v.groups.map((g) => g.fqdn), ['dev2-redis.gantry.test', 'developer1-redis.gantry.test', 'orders.gantry.test']);
+  const orders = v.http.find((g) => g.service === 'orders')!;
+  t.is(orders.backend, 'l7_orders.gantry.test');
+  t.deepEqual(orders.hosts, ['shop.example.com']);
+  t.deepEqual(orders.paths, ['/orders']);
+  t.deepEqual(orders.matchHosts, ['shop.example.com']);
+  t.is(v.tcp.length, 2);
+  const dev1 = v.tcp.find((g) => g.tenant === 'developer1')!;
+  t.is(dev1.backend, 'l4_developer1-redis.gantry.test');
+  t.is(dev1.tcpPort, 6379);
+  t.regex(dev1.vip!, /^127\.77\.0\.\d+$/);
+  t.deepEqual(dev1.aliases, ['developer1.redis.gantry.test', 'developer1.redis']);
+  t.notDeepEqual(dev1.vip, v.tcp.find((g) => g.tenant === 'dev2')!.vip);
+  t.false('consul' in v.service);
+});
+
+test('hostile names and tags: nothing raw in what a group carries; what cannot be made safe is skipped and reported', (t) => {
+  const tenK = 'x'.repeat(10_000);
+  const skips: Skip[] = [];
+  const v = buildView(snap([
+    inst('evil\nserver pwn 1.2.3.4:80', { tags: ['gantry.host=a b.example.com\n', 'gantry.path=/x\ny', 'gantry.tcp=63 79'] }),
+    inst('sp ace#"\'{{x}}'),
+    inst(tenK, { tags: [`gantry.host=${tenK}.com`] }),
+    inst('ok', { address: '10.0.0.1\n  server x 6.6.6.6:80' }),
+    inst('ok', { address: 'db.internal', port: 5432 }),
+    inst('ok', { port: 0 }),
+    inst('###'),
+    inst('Orders'), inst('orders'),
+  ]), opts(), assign(), (s) => skips.push(s));
+  const safe = /^[a-z0-9.-]+$/;
+  for (const g of v.groups) {
+    t.regex(g.fqdn, safe);
+    t.true(g.fqdn.length <= 253);
+    t.regex(g.backend, /^[A-Za-z0-9_.:-]{1,100}$/);
+    for (const h of [...g.aliases, ...g.hosts, ...g.matchHosts]) t.regex(h, safe);
+    for (const p of g.paths) t.notRegex(p, /[\u0000-\u001f]/);
+    for (const s of g.slots) if (s.address !== null) t.regex(s.address, /^[0-9a-z.:-]+$/);
+  }
+  const reasons = new Set(skips.map((s) => s.reason));
+  for (const r of ['address', 'port', 'host_tag', 'path_tag', 'tcp_port', 'service_name', 'name_collision']) t.true(reasons.has(r), r);
+  // the exact name wins the collision
+  t.is(v.groups.find((g) => g.fqdn === 'orders.gantry.test')!.service, 'orders');
+  // a host name address is kept (HAProxy resolves it); the injected one is not
+  t.deepEqual(v.groups.find((g) => g.service === 'ok')!.instances.map((i) => i.address), ['db.internal']);
+  t.true(v.groups.some((g) => g.fqdn.startsWith('evil-server-pwn-1-2-3-4-80')));
+});
+
+test('slots are stable: an instance keeps its slot, a freed slot is reused, slots grow and never shrink', (t) => {
+  const a = assign(2);
+  const i1 = inst('web');
+  const i2 = inst('web');
+  const i3 = inst('web');
+  const v1 = buildView(snap([i1, i2]), opts(), a);
+  t.deepEqual(v1.http[0]!.slots.map((s) => s.instance?.id ?? null), [i1.id, i2.id]);
+  const v2 = buildView(snap([i2]), opts(), a);
+  t.deepEqual(v2.http[0]!.slots.map((s) => s.instance?.id ?? null), [null, i2.id]);
+  const v3 = buildView(snap([i2, i3]), opts(), a);
+  t.deepEqual(v3.http[0]!.slots.map((s) => s.instance?.id ?? null), [i3.id, i2.id]);
+  const more = [inst('web'), inst('web'), inst('web')];
+  const v4 = buildView(snap([i2, i3, ...more]), opts(), a);
+  t.is(v4.http[0]!.slots.length, 6);
+  t.deepEqual(v4.http[0]!.slots.slice(0, 2).map((s) => s.instance?.id), [i3.id, i2.id]);
+  const v5 = buildView(snap([i2]), opts(), a);
+  t.is(v5.http[0]!.slots.length, 6);
+  t.deepEqual(v5.http[0]!.slots.map((s) => s.name), ['s1', 's2', 's3', 's4', 's5', 's6']);
+  // the skeleton forgets who sits where, and can be cut to an older slot count
+  const sk = skeletonOf(v4, new Map([['l7_web.gantry.test', 2]]));
+  t.deepEqual(sk.http[0]!.slots, [{ name: 's1', instance: null, address: null, port: null }, { name: 's2', instance: null, address: null, port: null }]);
+});
+
+test('VIP pool: stable hash-based picks, persisted, reclaimed only when full', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-vip-'));
+  try {
+    const file = join(dir, 'vips.json');
+    const p1 = new VipPool({ pool: '127.77.3.0/29', stateFile: file });
+    const a = p1.assign('dev1/redis')!;
+    const b = p1.assign('dev1/mysql')!;
+    t.not(a, b);
+    t.is(p1.assign('dev1/redis'), a);
+    p1.save();
+    t.deepEqual(Object.keys((JSON.parse(readFileSync(file, 'utf8')) as { assignments: object }).assignments).sort(), ['dev1/mysql', 'dev1/redis']);
+    // another process (a restart) reads the same assignments
+    const p2 = new VipPool({ pool: '127.77.3.0/29', stateFile: file });
+    t.is(p2.vipOf('dev1/redis'), a);
+    t.is(p2.assign('dev1/mysql'), b);
+    // a /29 has 6 usable addresses: the 7th group gets none until one is reclaimed
+    for (const k of ['c', 'd', 'e', 'f']) t.truthy(p2.assign(k));
+    t.is(p2.assign('g'), null);
+    p2.reclaimFor(1, new Set(['dev1/redis', 'dev1/mysql', 'c', 'd', 'e']));
+    t.truthy(p2.assign('g'));
+    t.is(p2.vipOf('f'), undefined);
+    t.is(p2.vipOf('dev1/redis'), a);
+    t.true(p2.contains(a));
+    t.false(p2.contains('127.77.3.0'));
+    t.false(p2.contains('127.77.3.7'));
+    t.throws(() => parseCidr('10.0.0.0/8'), { message: /invalid VIP pool/ });
+    t.throws(() => parseCidr('300.0.0.0/24'), { message: /invalid VIP pool/ });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('kv under the prefix and operator settings reach the view', (t) => {
+  const v = buildView(snap([inst('web')], { 'app/x': '1' }), opts({ settings: { l7Bind: ':80' } }), assign());
+  t.is(v.kv['app/x'], '1');
+  t.is(v.settings.l7Bind, ':80');
+  t.is(Object.getPrototypeOf(v.service), null);
+});
