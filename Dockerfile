@@ -1,6 +1,8 @@
 # Gantry's parts in one image: `docker run gantry registrator ...`, `... templater ...`.
 # Node 24 runs the TypeScript sources directly (type stripping); there is no build step.
 FROM node:24-alpine
+# haproxy: the templater checks every render with `haproxy -c`; dnsmasq: the compose stack's DNS
+RUN apk add --no-cache haproxy dnsmasq
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./

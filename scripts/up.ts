@@ -7,11 +7,14 @@ import { repoRoot, systemBin } from '../test/harness/bins.ts';
 import { spawnEngine, tcpReady, waitUntil, type ManagedProcess } from '../test/harness/process.ts';
 import { startConsul } from '../test/harness/engines/consul.ts';
 import { startRedis } from '../test/harness/engines/redis.ts';
+import { startDnsmasq } from '../test/harness/engines/dnsmasq.ts';
 import { GANTRY_NODE_FLAGS } from '../test/harness/gantry.ts';
 
 const runDir = process.env.GANTRY_RUN_DIR ?? join(repoRoot, '.run');
 const consulPort = Number(process.env.GANTRY_UP_CONSUL_PORT ?? 8500);
 const statsPort = Number(process.env.GANTRY_UP_STATS_PORT ?? 8404);
+const l7Bind = process.env.GANTRY_UP_L7_BIND ?? '127.0.0.1:8080';
+const domain = process.env.GANTRY_UP_DOMAIN ?? 'gantry.local';
 mkdirSync(runDir, { recursive: true });
 
 const say = (line: string): void => { process.stdout.write(`${line}\n`); };
@@ -33,8 +36,14 @@ async function main(): Promise<void> {
   procs.push({ name: 'redis', stop: () => redis.stop() });
   say(`redis     ${redis.url}   (audit trail: gantry audit log --audit-redis ${redis.url})`);
 
+  const hosts = join(runDir, 'hosts');
+  writeFileSync(hosts, '');
+  const dns = await startDnsmasq({ hostsFiles: [hosts] });
+  procs.push({ name: 'dnsmasq', stop: () => dns.stop() });
+  say(`dnsmasq   127.0.0.1:${dns.port}   (names the templater writes to ${hosts}; try: dig @127.0.0.1 -p ${dns.port} <service>.${domain})`);
+
   const env = { ...process.env, CONSUL_HTTP_ADDR: consul.addr };
-  for (const part of parts({ redisUrl: redis.url })) {
+  for (const part of parts({ redisUrl: redis.url, hosts, dnsmasqPid: dns.pidFile })) {
     const p = spawnEngine(part.name, process.execPath, [...GANTRY_NODE_FLAGS, join(repoRoot, 'cli', 'bin', 'gantry.ts'), ...part.args], { env, logFile: join(runDir, `${part.name}.log`) });
     procs.push({ name: part.name, stop: () => p.stop() });
     say(`${part.name.padEnd(9)} ${part.where}   (log ${p.logFile})`);
@@ -46,13 +55,26 @@ async function main(): Promise<void> {
 }
 
 /** The Gantry parts `make up` runs; each part adds itself here when it exists. */
-function parts(ctx: { redisUrl: string }): Array<{ name: string; args: string[]; where: string }> {
+function parts(ctx: { redisUrl: string; hosts: string; dnsmasqPid: string }): Array<{ name: string; args: string[]; where: string }> {
   const registratorAdmin = process.env.GANTRY_UP_REGISTRATOR_ADMIN ?? '127.0.0.1:9101';
+  const templaterAdmin = process.env.GANTRY_UP_TEMPLATER_ADMIN ?? '127.0.0.1:9102';
   return [
     {
       name: 'registrator',
       args: ['registrator', '--admin-addr', registratorAdmin, '--audit-redis', ctx.redisUrl],
       where: `http://${registratorAdmin}/metrics  (containers of the local Docker engine → Consul)`,
+    },
+    {
+      name: 'templater',
+      args: [
+        // a fresh dev stack starts with an empty catalog: render it anyway
+        'templater', '--admin-addr', templaterAdmin, '--domain', domain, '--allow-empty',
+        '--haproxy-cfg', join(runDir, 'haproxy.cfg'), '--haproxy-master-socket', join(runDir, 'haproxy-master.sock'),
+        '--haproxy-admin-socket', join(runDir, 'haproxy-admin.sock'), '--haproxy-state-file', join(runDir, 'haproxy-server-state'),
+        '--stats-bind', `127.0.0.1:${statsPort}`, '--l7-bind', l7Bind, '--l7-address', l7Bind.split(':')[0]!,
+        '--hosts-file', ctx.hosts, '--dnsmasq-pid-file', ctx.dnsmasqPid, '--state-dir', join(runDir, 'templater'),
+      ],
+      where: `http://${templaterAdmin}/metrics  (Consul → HAProxy L7 on ${l7Bind} by Host <service>.${domain}, L4 VIPs, hosts file)`,
     },
   ];
 }

@@ -10,9 +10,10 @@ test('docker-compose config accepts docker-compose.yml with the engines and Gant
   const r = spawnSync(compose, ['-f', join(repoRoot, 'docker-compose.yml'), 'config', '--services'], { encoding: 'utf8', cwd: repoRoot });
   t.is(r.status, 0, r.stderr);
   const services = r.stdout.trim().split('\n').sort();
-  for (const s of ['consul', 'haproxy', 'redis', 'zookeeper', 'registrator']) t.true(services.includes(s), `service ${s} in ${services.join(',')}`);
+  for (const s of ['consul', 'haproxy', 'redis', 'zookeeper', 'registrator', 'templater', 'dnsmasq']) t.true(services.includes(s), `service ${s} in ${services.join(',')}`);
   const full = spawnSync(compose, ['-f', join(repoRoot, 'docker-compose.yml'), 'config'], { encoding: 'utf8', cwd: repoRoot });
   t.is(full.status, 0, full.stderr);
   t.regex(full.stdout, /image: hashicorp\/consul:1\.22/);
   t.regex(full.stdout, /command: registrator /);
+  t.regex(full.stdout, /command: templater --haproxy-cfg/);
 });

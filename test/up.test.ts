@@ -7,11 +7,11 @@ import { repoRoot } from './harness/bins.ts';
 import { freePorts, tempDir, removeDir, waitUntil } from './harness/process.ts';
 
 test('scripts/up.ts starts Consul (UI) and HAProxy (stats), and SIGINT stops them all', async (t) => {
-  const [consulPort, statsPort, regPort] = await freePorts(3);
+  const [consulPort, statsPort, regPort, tplPort, l7Port] = await freePorts(5);
   const runDir = tempDir('up');
   t.teardown(() => removeDir(runDir));
   const child = spawn(process.execPath, [join(repoRoot, 'scripts', 'up.ts')], {
-    env: { ...process.env, GANTRY_RUN_DIR: runDir, GANTRY_UP_CONSUL_PORT: String(consulPort), GANTRY_UP_STATS_PORT: String(statsPort), GANTRY_UP_REGISTRATOR_ADMIN: `127.0.0.1:${regPort}` },
+    env: { ...process.env, GANTRY_RUN_DIR: runDir, GANTRY_UP_CONSUL_PORT: String(consulPort), GANTRY_UP_STATS_PORT: String(statsPort), GANTRY_UP_REGISTRATOR_ADMIN: `127.0.0.1:${regPort}`, GANTRY_UP_TEMPLATER_ADMIN: `127.0.0.1:${tplPort}`, GANTRY_UP_L7_BIND: `127.0.0.1:${l7Port}` },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -30,9 +30,15 @@ test('scripts/up.ts starts Consul (UI) and HAProxy (stats), and SIGINT stops the
     return res.ok ? ((await res.json()) as Record<string, unknown>) : undefined;
   }, { timeoutMs: 30_000 });
   t.is(health.docker, 'ok');
+  // the templater rendered HAProxy: the L7 frontend answers (no such service: not a 200)
+  await waitUntil('templater healthy', async () => (await fetch(`http://127.0.0.1:${tplPort}/healthz`)).ok, { timeoutMs: 30_000 });
+  const l7 = await waitUntil('L7 frontend', async () => (await fetch(`http://127.0.0.1:${l7Port}/`, { headers: { host: 'nothing.gantry.local' } })).status, { timeoutMs: 30_000 });
+  t.not(l7, 200);
   child.kill('SIGINT');
   t.is(await exited, 0);
   await t.throwsAsync(fetch(`http://127.0.0.1:${consulPort}/v1/status/leader`));
   await t.throwsAsync(fetch(`http://127.0.0.1:${statsPort}/`));
   await t.throwsAsync(fetch(`http://127.0.0.1:${regPort}/healthz`));
+  await t.throwsAsync(fetch(`http://127.0.0.1:${tplPort}/healthz`));
+  await t.throwsAsync(fetch(`http://127.0.0.1:${l7Port}/`));
 });
