@@ -4,9 +4,10 @@
 // is put in maintenance. `changes()` notices when the agent lost our
 // registrations (agent restart) so the reconciler registers them again.
 import {
-  asInstanceId, asServiceName, META, specHash, errorMessage, sleep, Backoff,
-  type ConsulClient, type ServiceInstance, type OwnerId, type HealthStatus, type SourceKind, type CheckSpec, type Logger,
+  META, specHash, errorMessage, sleep, Backoff,
+  type ConsulClient, type ServiceInstance, type OwnerId, type HealthStatus, type CheckSpec, type Logger,
 } from '@gantry/core';
+import { readBack, type ConsulService } from './read-back.ts';
 
 export interface AgentSinkOptions {
   consul: ConsulClient;
@@ -16,7 +17,6 @@ export interface AgentSinkOptions {
   statusTtlMs?: number;
 }
 
-interface AgentService { ID: string; Service: string; Address: string; Port: number; Tags: string[] | null; Meta: Record<string, string> | null; Weights?: { Passing: number; Warning: number } }
 interface AgentCheck { CheckID: string; ServiceID: string; Status: HealthStatus }
 
 export const statusCheckId = (id: string): string => `gantry:${id}`;
@@ -52,25 +52,11 @@ export class ConsulAgentSink {
   async owned(owner: OwnerId): Promise<ServiceInstance[]> {
     const filter = `Meta["${META.owner}"] == "${owner}"`;
     const [svcs, checks] = await Promise.all([
-      this.o.consul.request<Record<string, AgentService>>('GET', '/v1/agent/services', { query: { filter } }),
+      this.o.consul.request<Record<string, ConsulService>>('GET', '/v1/agent/services', { query: { filter } }),
       this.o.consul.request<Record<string, AgentCheck>>('GET', '/v1/agent/checks'),
     ]);
     const checkMap = checks.body ?? {};
-    return Object.values(svcs.body ?? {}).map((s) => {
-      const st = checkMap[statusCheckId(s.ID)]?.Status;
-      return {
-        id: asInstanceId(s.ID),
-        name: asServiceName(s.Service),
-        address: s.Address,
-        port: s.Port,
-        tags: s.Tags ?? [],
-        meta: s.Meta ?? {},
-        checks: [],
-        origin: { source: (s.Meta?.[META.source] ?? 'docker') as SourceKind, ref: s.Meta?.[META.origin] ?? '' },
-        ...(st ? { status: st } : {}),
-        ...(checkMap[maintenanceCheckId(s.ID)] ? { maintenance: true } : {}),
-      };
-    });
+    return Object.values(svcs.body ?? {}).map((s) => readBack(s, 'docker', checkMap[statusCheckId(s.ID)]?.Status, Boolean(checkMap[maintenanceCheckId(s.ID)])));
   }
 
   async register(i: ServiceInstance, previous?: ServiceInstance): Promise<void> {
@@ -124,7 +110,7 @@ export class ConsulAgentSink {
       while (!signal.aborted) {
         try {
           // agent endpoints block on a content hash, not an index
-          const res = await this.o.consul.request<Record<string, AgentService>>('GET', '/v1/agent/services', {
+          const res = await this.o.consul.request<Record<string, ConsulService>>('GET', '/v1/agent/services', {
             query: { filter: `Meta["${META.owner}"] == "${this.o.owner}"`, ...(hash ? { hash } : {}) },
             wait: hash ? '30s' : undefined, timeoutMs: 40_000, signal,
           });

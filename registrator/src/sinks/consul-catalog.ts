@@ -3,7 +3,8 @@
 // status the source sets (EndpointSlice ready → passing, not ready → critical).
 // Catalog records do not belong to any one agent, so a new leader of a
 // replicated registrator finds and keeps them.
-import { asInstanceId, asServiceName, META, specHash, type ConsulClient, type ServiceInstance, type OwnerId, type HealthStatus, type SourceKind } from '@gantry/core';
+import { META, specHash, type ConsulClient, type ServiceInstance, type OwnerId, type HealthStatus } from '@gantry/core';
+import { readBack, type ConsulService } from './read-back.ts';
 
 export interface CatalogSinkOptions {
   consul: ConsulClient;
@@ -13,10 +14,6 @@ export interface CatalogSinkOptions {
   nodeAddress?: string;
 }
 
-interface CatalogService {
-  ID: string; Service: string; Address: string; Port: number; Tags: string[] | null; Meta: Record<string, string> | null;
-  Weights?: { Passing: number; Warning: number };
-}
 interface HealthCheck { CheckID: string; ServiceID: string; Status: HealthStatus }
 
 export const checkIdOf = (id: string): string => `gantry:${id}`;
@@ -31,23 +28,12 @@ export class ConsulCatalogSink {
   async owned(owner: OwnerId): Promise<ServiceInstance[]> {
     const node = encodeURIComponent(this.o.node);
     const [svcs, checks] = await Promise.all([
-      this.o.consul.request<{ Services?: CatalogService[] } | null>('GET', `/v1/catalog/node-services/${node}`, { query: { filter: `Meta["${META.owner}"] == "${owner}"` } }),
+      this.o.consul.request<{ Services?: ConsulService[] } | null>('GET', `/v1/catalog/node-services/${node}`, { query: { filter: `Meta["${META.owner}"] == "${owner}"` } }),
       this.o.consul.request<HealthCheck[] | null>('GET', `/v1/health/node/${node}`),
     ]);
     const status = new Map<string, HealthStatus>();
     for (const c of checks.body ?? []) if (c.CheckID === checkIdOf(c.ServiceID)) status.set(c.ServiceID, c.Status);
-    return (svcs.body?.Services ?? []).map((s) => ({
-      id: asInstanceId(s.ID),
-      name: asServiceName(s.Service),
-      address: s.Address,
-      port: s.Port,
-      tags: s.Tags ?? [],
-      meta: s.Meta ?? {},
-      checks: [],
-      origin: { source: (s.Meta?.[META.source] ?? 'kubernetes') as SourceKind, ref: s.Meta?.[META.origin] ?? '' },
-      ...(status.has(s.ID) ? { status: status.get(s.ID)! } : {}),
-      ...(s.Weights && (s.Weights.Passing !== 1 || s.Weights.Warning !== 1) ? { weights: { passing: s.Weights.Passing, warning: s.Weights.Warning } } : {}),
-    }));
+    return (svcs.body?.Services ?? []).map((s) => readBack(s, 'kubernetes', status.get(s.ID)));
   }
 
   private service(i: ServiceInstance): Record<string, unknown> {

@@ -6,6 +6,7 @@ import type { ContainerInspectInfo } from 'dockerode';
 import type { DockerClient } from './client.ts';
 import { Backoff, sleep, errorMessage, escapeLogField, type Logger, type ServiceInstance } from '@gantry/core';
 import { containerInstances, type DockerSyncOptions, type Problem } from './container.ts';
+import { ChangeSignal } from '../../changes.ts';
 
 export interface DockerSourceOptions extends DockerSyncOptions {
   docker: DockerClient;
@@ -22,14 +23,13 @@ const EVENTS = ['start', 'die', 'stop', 'kill', 'pause', 'unpause', 'health_stat
 
 export class DockerSource {
   readonly kind = 'docker' as const;
+  private readonly changed = new ChangeSignal();
   private readonly o: DockerSourceOptions;
   private readonly cache = new Map<string, ContainerInspectInfo>();
   private readonly reported = new Map<string, string>();
   /** containers an event named since the last snapshot: inspected again, no full list needed */
   private readonly touched = new Set<string>();
   private needList = true;
-  private dirty = false;
-  private wake: (() => void) | undefined;
   /** true once the event stream is open (false while reconnecting) */
   connected = false;
 
@@ -90,24 +90,7 @@ export class DockerSource {
   /** Yields after each container event (coalesced), and after the stream re-opens. */
   async *changes(signal: AbortSignal): AsyncIterable<void> {
     void this.follow(signal);
-    while (!signal.aborted) {
-      if (!this.dirty) {
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          signal.addEventListener('abort', () => resolve(), { once: true });
-        });
-      }
-      if (signal.aborted) return;
-      this.dirty = false;
-      yield;
-    }
-  }
-
-  private poke(): void {
-    this.dirty = true;
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
+    yield* this.changed.stream(signal);
   }
 
   /** Keeps an event stream open; on close or error, re-opens it with backoff. */
@@ -124,7 +107,7 @@ export class DockerSource {
           this.cache.clear(); // we may have missed events
           this.needList = true;
           this.o.onReconnected?.();
-          this.poke();
+          this.changed.poke();
         }
         first = false;
         await new Promise<void>((resolve) => {
@@ -145,7 +128,7 @@ export class DockerSource {
               } catch {
                 this.needList = true; // an odd line: look at everything
               }
-              this.poke();
+              this.changed.poke();
             }
           });
           const done = (): void => { signal.removeEventListener('abort', onAbort); resolve(); };

@@ -6,6 +6,7 @@ import { errorMessage, type Logger, type ServiceInstance } from '@gantry/core';
 import { Informer, objectKey } from './informer.ts';
 import { mapService, type KubeSyncOptions } from './mapping.ts';
 import { EventReporter } from './events.ts';
+import { ChangeSignal } from '../../changes.ts';
 
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 
@@ -19,19 +20,18 @@ export interface KubernetesSourceOptions extends KubeSyncOptions {
 
 export class KubernetesSource {
   readonly kind = 'kubernetes' as const;
+  private readonly changed = new ChangeSignal();
   readonly services: Informer<V1Service>;
   readonly slices: Informer<V1EndpointSlice>;
   readonly nodes: Informer<V1Node>;
   private readonly o: KubernetesSourceOptions;
   private readonly events: EventReporter;
-  private wake: (() => void) | undefined;
-  private dirty = false;
 
   constructor(o: KubernetesSourceOptions) {
     this.o = o;
     const core = o.kc.makeApiClient(CoreV1Api);
     const discovery = o.kc.makeApiClient(DiscoveryV1Api);
-    const onChange = (): void => this.poke();
+    const onChange = (): void => this.changed.poke();
     const common = { kc: o.kc, log: o.log, onChange, ...(o.onInformerRestart ? { onRestart: o.onInformerRestart } : {}) };
     this.services = new Informer<V1Service>({ ...common, name: 'services', watchPath: '/api/v1/services', list: (cont) => core.listServiceForAllNamespaces({ limit: 500, ...(cont ? { _continue: cont } : {}) }) });
     this.slices = new Informer<V1EndpointSlice>({ ...common, name: 'endpointslices', watchPath: '/apis/discovery.k8s.io/v1/endpointslices', list: (cont) => discovery.listEndpointSliceForAllNamespaces({ limit: 500, ...(cont ? { _continue: cont } : {}) }) });
@@ -85,23 +85,7 @@ export class KubernetesSource {
 
   /** Yields each time something changed (coalesced), until aborted. */
   async *changes(signal: AbortSignal): AsyncIterable<void> {
-    while (!signal.aborted) {
-      if (!this.dirty) {
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          signal.addEventListener('abort', () => resolve(), { once: true });
-        });
-      }
-      if (signal.aborted) return;
-      this.dirty = false;
-      yield;
-    }
+    yield* this.changed.stream(signal);
   }
 
-  private poke(): void {
-    this.dirty = true;
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
-  }
 }
