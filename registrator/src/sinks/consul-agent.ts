@@ -44,6 +44,8 @@ export class ConsulAgentSink {
   /** status checks we keep alive: check id → status */
   private readonly kept = new Map<string, HealthStatus>();
   private readonly ttlMs: number;
+  /** the IDs we registered and believe the agent holds */
+  private readonly mine = new Set<string>();
   constructor(o: AgentSinkOptions) {
     this.o = o;
     this.ttlMs = o.statusTtlMs ?? 60_000;
@@ -56,6 +58,8 @@ export class ConsulAgentSink {
       this.o.consul.request<Record<string, AgentCheck>>('GET', '/v1/agent/checks'),
     ]);
     const checkMap = checks.body ?? {};
+    this.mine.clear();
+    for (const id of Object.keys(svcs.body ?? {})) this.mine.add(id);
     return Object.values(svcs.body ?? {}).map((s) => readBack(s, 'docker', checkMap[statusCheckId(s.ID)]?.Status, Boolean(checkMap[maintenanceCheckId(s.ID)])));
   }
 
@@ -77,6 +81,7 @@ export class ConsulAgentSink {
     } else if (i.status && previous?.status !== i.status) {
       await this.updateStatus(i.id, i.status);
     }
+    this.mine.add(i.id);
     if (i.status) this.kept.set(statusCheckId(i.id), i.status); else this.kept.delete(statusCheckId(i.id));
     if (Boolean(previous?.maintenance) !== Boolean(i.maintenance) || (!unchanged && i.maintenance)) {
       await c.request('PUT', `/v1/agent/service/maintenance/${encodeURIComponent(i.id)}`, { query: { enable: Boolean(i.maintenance), reason: 'container paused (gantry)' } });
@@ -89,12 +94,15 @@ export class ConsulAgentSink {
 
   async deregister(i: Pick<ServiceInstance, 'id'>): Promise<void> {
     this.kept.delete(statusCheckId(i.id));
+    this.mine.delete(i.id);
     await this.o.consul.request('PUT', `/v1/agent/service/deregister/${encodeURIComponent(i.id)}`);
   }
 
   /**
-   * Yields when the agent's services changed in a way that may have lost ours
-   * (a blocking query on the agent's service list); also keeps status TTLs alive.
+   * Yields when the agent lost services we registered (an agent restart, someone
+   * deregistering them): a blocking query on the agent's list of our services.
+   * Our own writes change that list too; they do not count, or every register
+   * would cost a full pass. Also keeps the status TTLs alive.
    */
   async *changes(signal: AbortSignal): AsyncIterable<void> {
     const refresh = setInterval(() => {
@@ -118,7 +126,9 @@ export class ConsulAgentSink {
           const current = typeof next === 'string' ? next : undefined;
           const changed = hash !== undefined && current !== hash;
           hash = current;
-          if (changed || wasDown) yield;
+          const present = res.body ?? {};
+          const lost = changed && [...this.mine].some((id) => !(id in present));
+          if (lost || wasDown) yield;
           wasDown = false;
           backoff.reset();
         } catch {
