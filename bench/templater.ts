@@ -17,7 +17,7 @@ import { Resolver } from 'node:dns/promises';
 import { fileURLToPath } from 'node:url';
 import { result, percentile, nowMs, TWO_CORES, type BenchResult } from './lib.ts';
 import { startConsul } from '../test/harness/engines/consul.ts';
-import { startHAProxy, type HAProxyEngine } from '../test/harness/engines/haproxy.ts';
+import { startHAProxy, answeringConfig, type HAProxyEngine } from '../test/harness/engines/haproxy.ts';
 import { startDnsmasq } from '../test/harness/engines/dnsmasq.ts';
 import { ensureDocker, newRunId, runContainer, cleanupContainers, RUN_LABEL } from '../test/harness/engines/docker.ts';
 import { spawnEngine, tempDir, removeDir, freePorts, waitUntil, sleep, type ManagedProcess } from '../test/harness/process.ts';
@@ -27,19 +27,8 @@ import { repoRoot } from '../test/harness/bins.ts';
 const SUITE = 'templater';
 const log = (line: string): void => { process.stderr.write(`bench templater: ${line}\n`); };
 
-function bootstrap(p: { dir: string; httpPort: number }): string {
-  return `global
-    stats socket ${join(p.dir, 'admin.sock')} mode 600 level admin expose-fd listeners
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
-frontend web
-    bind 127.0.0.1:${p.httpPort}
-    http-request return status 503 content-type text/plain string bootstrap
-`;
-}
+/** the templater's bootstrap HAProxy: its sockets, nothing served yet */
+const bootstrap = (p: { dir: string; httpPort: number }): string => answeringConfig(p.dir, p.httpPort, { status: 503, body: 'bootstrap' });
 
 /** an HAProxy answering 200 on many ports: cheap backends that leave the CPU to what is measured */
 async function backendFarm(count: number): Promise<{ engine: HAProxyEngine; ports: number[] }> {

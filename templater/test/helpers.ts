@@ -6,6 +6,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../../test/harness/bins.ts';
 import { spawnEngine, waitUntil, type ManagedProcess } from '../../test/harness/process.ts';
+import { answeringConfig } from '../../test/harness/engines/haproxy.ts';
 
 export interface Registration {
   id: string;
@@ -135,18 +136,5 @@ export function startTemplater(dir: string, args: string[], env: NodeJS.ProcessE
 
 /** the templater's bootstrap HAProxy config for the harness engine: its sockets, nothing served yet */
 export function bootstrapConfig(p: { dir: string; httpPort: number }): string {
-  return `global
-    stats socket ${join(p.dir, 'admin.sock')} mode 600 level admin expose-fd listeners
-    pidfile ${join(p.dir, 'haproxy.pid')}
-
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
-
-frontend web
-    bind 127.0.0.1:${p.httpPort}
-    http-request return status 503 content-type text/plain string bootstrap
-`;
+  return answeringConfig(p.dir, p.httpPort, { status: 503, body: 'bootstrap' });
 }

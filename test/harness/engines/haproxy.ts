@@ -43,7 +43,8 @@ export function globalSection(dir: string): string {
   ].join('\n');
 }
 
-export function defaultConfig(dir: string, httpPort: number, statsPort: number): string {
+/** The global section, defaults, and a frontend answering every request itself. */
+export function answeringConfig(dir: string, httpPort: number, answer: { status: number; body: string } = { status: 200, body: 'ok' }): string {
   return `${globalSection(dir)}
 
 defaults
@@ -54,8 +55,12 @@ defaults
 
 frontend web
     bind 127.0.0.1:${httpPort}
-    http-request return status 200 content-type text/plain string ok
+    http-request return status ${answer.status} content-type text/plain string ${answer.body}
+`;
+}
 
+export function defaultConfig(dir: string, httpPort: number, statsPort: number): string {
+  return `${answeringConfig(dir, httpPort)}
 frontend stats
     bind 127.0.0.1:${statsPort}
     stats enable
