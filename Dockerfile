@@ -21,6 +21,11 @@ COPY registrator registrator
 COPY templater templater
 COPY gateway gateway
 COPY config-client config-client
+# Node's compile cache, filled at build time: containers start without loading the
+# type stripper (cli/bin/gantry.js says why; ~28 MB less RSS per part)
+ENV NODE_COMPILE_CACHE=/app/.compile-cache
+RUN node --input-type=module -e "import m from 'node:module'; m.enableCompileCache(); for (const p of ['cli/src/main.ts', 'registrator/src/index.ts', 'registrator/src/kubernetes-part.ts', 'templater/src/index.ts', 'config-client/src/index.ts']) await import('/app/' + p); m.flushCompileCache();" \
+ && chmod -R a+rX /app/.compile-cache
 USER node
-ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/cli/bin/gantry.ts"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/cli/bin/gantry.js"]
 CMD ["--help"]

@@ -44,7 +44,7 @@ async function main(): Promise<void> {
 
   const env = { ...process.env, CONSUL_HTTP_ADDR: consul.addr };
   for (const part of parts({ redisUrl: redis.url, hosts, dnsmasqPid: dns.pidFile })) {
-    const p = spawnEngine(part.name, process.execPath, [...GANTRY_NODE_FLAGS, join(repoRoot, 'cli', 'bin', 'gantry.ts'), ...part.args], { env, logFile: join(runDir, `${part.name}.log`) });
+    const p = spawnEngine(part.name, process.execPath, [...GANTRY_NODE_FLAGS, join(repoRoot, 'cli', 'bin', 'gantry.js'), ...part.args], { env, logFile: join(runDir, `${part.name}.log`) });
     procs.push({ name: part.name, stop: () => p.stop() });
     say(`${part.name.padEnd(9)} ${part.where}   (log ${p.logFile})`);
   }

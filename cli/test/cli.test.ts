@@ -8,7 +8,7 @@ import { manageEngines } from '../../test/harness/ava.ts';
 
 const track = manageEngines(test);
 const gantry = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-  spawnSync(process.execPath, [join(repoRoot, 'cli', 'bin', 'gantry.ts'), ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
+  spawnSync(process.execPath, [join(repoRoot, 'cli', 'bin', 'gantry.js'), ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
 
 test('no command or an unknown one: usage and exit 2', (t) => {
   const none = gantry([]);

@@ -141,14 +141,14 @@ test.serial('audit trail: register and deregister entries with origin and reason
   await c.stop({ t: 0 });
   await waitUntil('gone', async () => (await named('audited')).length === 0, { timeoutMs: 15_000 });
   const read = (): Array<Record<string, string>> => {
-    const r = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.ts'), 'audit', 'log', '--json', '--service', 'audited', '--audit-redis', redis.url, '--audit-key', `audit:${runId}`], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.js'), 'audit', 'log', '--json', '--service', 'audited', '--audit-redis', redis.url, '--audit-key', `audit:${runId}`], { encoding: 'utf8' });
     return r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, string>);
   };
   const entries = await waitUntil('audit entries', async () => { const e = read(); return e.length >= 2 ? e : undefined; }, { timeoutMs: 10_000 });
   t.deepEqual(entries.map((e) => e.action), ['register', 'deregister']);
   t.like(entries[0], { service: 'audited', owner, source: 'docker', originName: cname('audited'), image: 'gantry/busybox:test', reason: 'event' });
   t.is(entries[0]!.origin, (await c.inspect()).Id);
-  const text = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.ts'), 'audit', 'log', '--since', '1h', '--audit-redis', redis.url, '--audit-key', `audit:${runId}`], { encoding: 'utf8' }).stdout;
+  const text = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.js'), 'audit', 'log', '--since', '1h', '--audit-redis', redis.url, '--audit-key', `audit:${runId}`], { encoding: 'utf8' }).stdout;
   t.regex(text, /register +audited/);
 });
 
@@ -158,7 +158,7 @@ test.serial('Redis down: registrations go on; buffered audit entries arrive when
   await waitUntil('registered without redis', async () => (await named('noredis')).length === 1, { timeoutMs: 15_000 });
   await redis.restart();
   const r = await waitUntil('entry flushed', async () => {
-    const out = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.ts'), 'audit', 'log', '--json', '--service', 'noredis', '--audit-redis', redis.url, '--audit-key', `audit:${runId}`], { encoding: 'utf8' });
+    const out = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.js'), 'audit', 'log', '--json', '--service', 'noredis', '--audit-redis', redis.url, '--audit-key', `audit:${runId}`], { encoding: 'utf8' });
     return out.stdout.includes('"register"') ? out.stdout : undefined;
   }, { timeoutMs: 20_000 });
   t.regex(r, /"originName":"[^"]*noredis"/);

@@ -31,7 +31,7 @@ test('a status or maintenance change alone is a status update, not a re-registra
 });
 
 test('gantry registrator: a bad flag value exits 2 naming it', (t) => {
-  const run = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.ts'), 'registrator', ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+  const run = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.js'), 'registrator', ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
   for (const [args, env, re] of [
     [['--resync', 'soon'], {}, /flag --resync: invalid value "soon"/],
     [['--deregister', 'sometimes'], {}, /expected one of always, on-success/],

@@ -98,7 +98,7 @@ export interface TemplaterProcess {
 }
 
 export function gantryArgs(sub: string, args: string[]): string[] {
-  return [join(repoRoot, 'cli', 'bin', 'gantry.ts'), sub, ...args];
+  return [join(repoRoot, 'cli', 'bin', 'gantry.js'), sub, ...args];
 }
 
 /** `gantry templater <args>` as a child process, its log in dir/templater.log */

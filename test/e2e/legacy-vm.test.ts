@@ -36,7 +36,7 @@ function ensureRedisImage(): void {
 }
 
 function gantry(name: string, dir: string, args: string[]): ReturnType<typeof spawnEngine> {
-  return spawnEngine(name, process.execPath, [join(repoRoot, 'cli', 'bin', 'gantry.ts'), ...args], { logFile: join(dir, `${name}.log`) });
+  return spawnEngine(name, process.execPath, [join(repoRoot, 'cli', 'bin', 'gantry.js'), ...args], { logFile: join(dir, `${name}.log`) });
 }
 
 async function httpd(docker: Docker, runId: string, name: string, body: string): Promise<Docker.Container> {

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { repoRoot } from './bins.ts';
 import { spawnEngine, tempDir, freePort, waitUntil, removeDir, type ManagedProcess } from './process.ts';
 
-/** the node flags `gantry` runs with (see cli/bin/gantry.ts) */
+/** the node flags `gantry` runs with (see cli/bin/gantry.js) */
 export const GANTRY_NODE_FLAGS = ['--max-semi-space-size=2'];
 
 export interface GantryProcess {
@@ -27,7 +27,7 @@ export async function startGantry(command: string, args: string[], opts: { env?:
   const adminUrl = `http://127.0.0.1:${port}`;
   const logFile = join(dir, `${command}.log`);
   const launch = async (): Promise<ManagedProcess> => {
-    const proc = spawnEngine(`gantry ${command}`, process.execPath, [...GANTRY_NODE_FLAGS, join(repoRoot, 'cli', 'bin', 'gantry.ts'), command, '--admin-addr', `127.0.0.1:${port}`, ...args], {
+    const proc = spawnEngine(`gantry ${command}`, process.execPath, [...GANTRY_NODE_FLAGS, join(repoRoot, 'cli', 'bin', 'gantry.js'), command, '--admin-addr', `127.0.0.1:${port}`, ...args], {
       logFile, env: { ...process.env, ...opts.env },
     });
     await waitUntil(`gantry ${command} admin`, async () => {
