@@ -1,12 +1,14 @@
-// The Docker connection breaks for real: the registrator talks to dockerd
-// through a socat unix-socket proxy that the test kills (closing the event
-// stream mid-flight) and starts again. The process must not exit; events
-// resume and the state converges.
+// The Docker engine goes away for real, two ways: the connection is cut (a
+// socat unix-socket proxy in front of the shared dockerd is killed mid-stream
+// and started again), and the engine itself restarts (a private dockerd is
+// stopped and started). The process must not exit; events resume and the
+// state converges.
 import test from 'ava';
 import { join } from 'node:path';
 import { createConsul, type ConsulClient } from '@gantry/core';
 import { startConsul } from '../../test/harness/engines/consul.ts';
-import { ensureDocker, runContainer, cleanupContainers, newRunId, dockerSocket } from '../../test/harness/engines/docker.ts';
+import { ensureDocker, runContainer, cleanupContainers, newRunId, dockerSocket, testImage } from '../../test/harness/engines/docker.ts';
+import { startPrivateDocker } from '../../test/harness/engines/private-docker.ts';
 import { startGantry } from '../../test/harness/gantry.ts';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { spawnEngine, tempDir, waitUntil, removeDir, type ManagedProcess } from '../../test/harness/process.ts';
@@ -61,4 +63,57 @@ test('event stream closed (dockerd unreachable): registrator keeps running, re-o
   await waitUntil('events resumed', async () => !(await names()).includes('during'), { timeoutMs: 15_000 });
   t.false(registrator.proc.exited());
   t.true(registrator.logs().some((l) => l.msg === 'docker event stream re-opened; resyncing'));
+});
+
+// The engine itself restarted: a private dockerd (its own socket, data root and
+// containerd namespace; see test/harness/engines/private-docker.ts) is stopped
+// with SIGTERM, which stops its containers, and started again, which brings
+// back the ones with a restart policy. Host networking, so the private engine
+// needs no bridge or iptables rules of its own.
+test('dockerd restarted: events resume and Consul converges to what runs after the restart', async (t) => {
+  const engine = await startPrivateDocker();
+  track('private dockerd', engine);
+  const consulEngine = await startConsul();
+  track('consul', consulEngine);
+  const c = createConsul({ addr: consulEngine.addr });
+  t.teardown(() => c.close());
+  const owner = `test-${runId}-restart`;
+  const registrator = await startGantry('registrator', ['--owner', owner, '--docker-socket', engine.socket, '--ip', '127.0.0.1', '--resync', '30s'], { env: { CONSUL_HTTP_ADDR: consulEngine.addr } });
+  track('registrator (private dockerd)', registrator);
+  const services = async (): Promise<Map<string, string>> => {
+    const r = await c.request<Record<string, { ID: string; Service: string }>>('GET', '/v1/agent/services', { query: { filter: `Meta["gantry-owner"] == "${owner}"` } });
+    return new Map(Object.values(r.body ?? {}).map((s) => [s.Service, s.ID]));
+  };
+  // the image exposes 8080; `sleep` leaves it unbound, so containers on the host network do not clash
+  const run = async (name: string, restart: 'no' | 'always'): Promise<string> => {
+    const ctr = await engine.docker.createContainer({
+      Image: testImage, name: `${runId}-${name}`, Cmd: ['sleep', '3600'], Env: [`SERVICE_NAME=${name}`],
+      HostConfig: { NetworkMode: 'host', RestartPolicy: { Name: restart } },
+    });
+    await ctr.start();
+    return ctr.id;
+  };
+  await run('oneshot', 'no');
+  await run('always', 'always');
+  await waitUntil('both registered', async () => { const s = await services(); return s.has('oneshot') && s.has('always'); }, { timeoutMs: 15_000 });
+  const alwaysId = (await services()).get('always');
+
+  await engine.down();
+  await waitUntil('registrator noticed', async () => registrator.logs().some((l) => /docker event stream closed|docker unreachable/.test(String(l.msg))), { timeoutMs: 15_000 });
+  t.false(registrator.proc.exited(), 'the registrator outlives dockerd');
+  t.false((await fetch(`${registrator.adminUrl}/healthz`)).ok, '/healthz says the Docker engine is gone');
+
+  await engine.up();
+  // after the restart: the container without a restart policy stays stopped, the other runs again
+  await waitUntil('converged after the restart', async () => { const s = await services(); return !s.has('oneshot') && s.has('always'); }, { timeoutMs: 30_000 });
+  t.is((await services()).get('always'), alwaysId, 'the restarted container keeps its service ID (no duplicate)');
+  // events flow again: a new container is registered, a stopped one deregistered
+  await run('after', 'no');
+  await waitUntil('new container registered', async () => (await services()).has('after'), { timeoutMs: 15_000 });
+  await engine.docker.getContainer(`${runId}-always`).update({ RestartPolicy: { Name: 'no' } });
+  await engine.docker.getContainer(`${runId}-always`).kill();
+  await waitUntil('killed container deregistered', async () => !(await services()).has('always'), { timeoutMs: 15_000 });
+  t.deepEqual([...(await services()).keys()].sort(), ['after']);
+  t.true(registrator.logs().some((l) => l.msg === 'docker event stream re-opened; resyncing'));
+  t.false(registrator.proc.exited());
 });
