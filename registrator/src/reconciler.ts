@@ -12,6 +12,12 @@ export interface Source {
   /** the desired instances; `full`: read everything again rather than only what events named */
   snapshot(opts?: { full: boolean }): Promise<ServiceInstance[]>;
   changes(signal: AbortSignal): AsyncIterable<void>;
+  /**
+   * optional: true when an event named this instance's origin since the
+   * snapshot before the last one, so a change a full pass applies for it is
+   * recorded as caused by the event (the audit trail says "event", not "resync")
+   */
+  namedByEvent?(instance: ServiceInstance): boolean;
 }
 
 export interface Sink {
@@ -178,6 +184,7 @@ export class Reconciler {
   }
 
   private why(e: PlanEntry, reason: Reason): Applied['reason'] {
+    if (reason !== 'event' && this.o.source.namedByEvent?.(e.instance)) return 'event';
     return e.action === 'deregister' && (reason === 'start' || reason === 'resync' || reason === 'consul-changed' || reason === 'leader') ? 'orphan' : reason;
   }
 

@@ -135,21 +135,40 @@ test.serial('Docker HEALTHCHECK is mirrored (healthy → passing, unhealthy → 
   t.pass();
 });
 
+// Its own registrator, with no periodic resync: each change must be recorded as
+// caused by the container's event (the shared one resyncs every 2 s, and a full
+// pass may notice a container before its start event arrives).
 test.serial('audit trail: register and deregister entries with origin and reason; gantry audit log prints them', async (t) => {
-  const c = await runContainer(docker, { runId, name: cname('audited'), publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: 'audited' }, labels: label });
-  await waitUntil('audited', async () => (await named('audited')).length === 1, { timeoutMs: 15_000 });
+  const auditOwner = `${owner}-audit`;
+  const key = `audit:${runId}-audit`;
+  const reg = await startGantry('registrator', [
+    '--owner', auditOwner, '--require-label', `gantry.test=${runId}-audit`, '--resync', '1h',
+    '--audit-redis', redis.url, '--audit-key', key,
+  ], { env: { CONSUL_HTTP_ADDR: consulEngine.addr } });
+  track('registrator (audit)', reg);
+  await waitUntil('first pass done', async () => /gantry_registrator_reconcile_passes_total\{[^}]*reason="start"[^}]*\} [1-9]/.test(await (await fetch(`${reg.adminUrl}/metrics`)).text()), { timeoutMs: 10_000 });
+  const mine = async (): Promise<AgentService[]> => {
+    const r = await consul.request<Record<string, AgentService>>('GET', '/v1/agent/services', { query: { filter: `Meta["gantry-owner"] == "${auditOwner}"` } });
+    return Object.values(r.body ?? {});
+  };
+  // labelled gantry.test=<runId>-audit (runContainer's run label), so only this registrator sees it
+  t.teardown(() => cleanupContainers(docker, `${runId}-audit`));
+  const c = await runContainer(docker, { runId: `${runId}-audit`, name: cname('audited'), publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: 'audited' } });
+  await waitUntil('audited', async () => (await mine()).length === 1, { timeoutMs: 15_000 });
   await c.stop({ t: 0 });
-  await waitUntil('gone', async () => (await named('audited')).length === 0, { timeoutMs: 15_000 });
+  await waitUntil('gone', async () => (await mine()).length === 0, { timeoutMs: 15_000 });
   const read = (): Array<Record<string, string>> => {
-    const r = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.js'), 'audit', 'log', '--json', '--service', 'audited', '--audit-redis', redis.url, '--audit-key', `audit:${runId}`], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.js'), 'audit', 'log', '--json', '--service', 'audited', '--audit-redis', redis.url, '--audit-key', key], { encoding: 'utf8' });
     return r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, string>);
   };
   const entries = await waitUntil('audit entries', async () => { const e = read(); return e.length >= 2 ? e : undefined; }, { timeoutMs: 10_000 });
   t.deepEqual(entries.map((e) => e.action), ['register', 'deregister']);
-  t.like(entries[0], { service: 'audited', owner, source: 'docker', originName: cname('audited'), image: 'gantry/busybox:test', reason: 'event' });
+  t.like(entries[0], { service: 'audited', owner: auditOwner, source: 'docker', originName: cname('audited'), image: 'gantry/busybox:test', reason: 'event' });
+  t.like(entries[1], { service: 'audited', owner: auditOwner, reason: 'event' });
   t.is(entries[0]!.origin, (await c.inspect()).Id);
-  const text = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.js'), 'audit', 'log', '--since', '1h', '--audit-redis', redis.url, '--audit-key', `audit:${runId}`], { encoding: 'utf8' }).stdout;
+  const text = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.js'), 'audit', 'log', '--since', '1h', '--audit-redis', redis.url, '--audit-key', key], { encoding: 'utf8' }).stdout;
   t.regex(text, /register +audited/);
+  await reg.stop();
 });
 
 test.serial('Redis down: registrations go on; buffered audit entries arrive when it is back', async (t) => {

@@ -3,7 +3,8 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { asInstanceId, asServiceName, specHash, META, type ServiceInstance } from '@gantry/core';
-import { plan } from '../src/reconciler.ts';
+import { plan, Reconciler, type Applied } from '../src/reconciler.ts';
+import { createLogger } from '@gantry/core';
 import { repoRoot } from '../../test/harness/bins.ts';
 
 const inst = (id: string, extra: Partial<ServiceInstance> = {}): ServiceInstance => ({
@@ -28,6 +29,26 @@ test('a status or maintenance change alone is a status update, not a re-registra
   t.deepEqual(plan([inst('a', { status: 'critical' })], [stored(inst('a', { status: 'passing' }))]).map((e) => e.action), ['status']);
   t.deepEqual(plan([inst('a', { maintenance: true })], [stored(inst('a'))]).map((e) => e.action), ['status']);
   t.deepEqual(plan([inst('a', { tags: ['b'], status: 'critical' })], [stored(inst('a', { status: 'passing' }))]).map((e) => e.action), ['update']);
+});
+
+// The reconciler's own bookkeeping, on in-memory source and sink (the engines
+// are in docker.test.ts): which reason a change is recorded with.
+test('a change a full pass applies for a container an event named is recorded as an event; others as resync/orphan', async (t) => {
+  const held = new Map<string, ServiceInstance>([['old', stored(inst('old'))]]);
+  const applied: Applied[] = [];
+  const r = new Reconciler({
+    owner: 'o' as never, log: createLogger({ component: 'test', level: 'silent' }),
+    source: { kind: 'docker', snapshot: () => Promise.resolve([inst('evt'), inst('quiet')]), changes: async function* () { /* none */ }, namedByEvent: (i) => i.origin.ref === 'evt' },
+    sink: {
+      owned: () => Promise.resolve([...held.values()]),
+      register: (i) => { held.set(i.id, stored(i)); return Promise.resolve(); },
+      deregister: (i) => { held.delete(i.id); return Promise.resolve(); },
+    },
+    onApplied: (a) => applied.push(a),
+  });
+  await r.pass('resync', true);
+  t.deepEqual(applied.map((a) => `${a.action}:${a.instance.id}:${a.reason}`).sort(), ['deregister:old:orphan', 'register:evt:event', 'register:quiet:resync']);
+  t.deepEqual([...held.keys()].sort(), ['evt', 'quiet']);
 });
 
 test('gantry registrator: a bad flag value exits 2 naming it', (t) => {

@@ -29,6 +29,8 @@ export class DockerSource {
   private readonly reported = new Map<string, string>();
   /** containers an event named since the last snapshot: inspected again, no full list needed */
   private readonly touched = new Set<string>();
+  /** the containers events had named when the last snapshot was taken */
+  private named = new Set<string>();
   private needList = true;
   /** true once the event stream is open (false while reconnecting) */
   connected = false;
@@ -55,6 +57,7 @@ export class DockerSource {
     } else {
       todo = [...this.touched];
     }
+    this.named = new Set(this.touched);
     this.touched.clear();
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -85,6 +88,11 @@ export class DockerSource {
       if (r.problems.length) this.reported.set(info.Id, key); else this.reported.delete(info.Id);
     }
     return out;
+  }
+
+  /** An instance is "named by an event" when its container was, before the last snapshot. */
+  namedByEvent(instance: ServiceInstance): boolean {
+    return this.named.has(instance.origin.ref);
   }
 
   /** Yields after each container event (coalesced), and after the stream re-opens. */
