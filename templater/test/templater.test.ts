@@ -45,9 +45,13 @@ test('L7 by Host, names in dnsmasq, L4 Redis on its VIP; instance changes throug
   await register(st.consul.addr, { id: 'orders-b', name: 'orders', port: b.port, check: 'passing' });
   await register(st.consul.addr, { id: 'redis-1', name: 'redis', port: redis.port, check: 'passing', tags: ['gantry.tcp=6379', 'gantry.tenant=dev1'] });
 
-  await waitUntil('orders through HAProxy', async () => (await get(port, 'orders.gantry.test')).status === 200, { timeoutMs: 20_000 });
-  const bodies = new Set<string>();
-  for (let i = 0; i < 6; i++) bodies.add((await get(port, 'orders.gantry.test')).body);
+  // the three registrations may reach the templater as more than one change: wait until
+  // a round of requests (round robin) sees both instances, and nothing else answers
+  const bodies = await waitUntil('both orders instances through HAProxy', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add((await get(port, 'orders.gantry.test')).body);
+    return seen.has('a') && seen.has('b') ? seen : undefined;
+  }, { timeoutMs: 20_000 });
   t.deepEqual([...bodies].sort(), ['a', 'b']);
   t.is((await get(port, 'shop.example.com')).status, 200);
   t.is((await get(port, 'nothing.gantry.test')).status, 404);

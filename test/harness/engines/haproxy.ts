@@ -108,7 +108,18 @@ async function startHAProxyOnce(opts: HAProxyOptions): Promise<HAProxyEngine> {
   const proc = await launch();
 
   const processes = async (): Promise<{ reloads: number; workers: number[]; oldWorkers: number[] }> => {
-    const text = await socketCommand(masterSocket, 'show proc');
+    // the master CLI is briefly gone while the master re-executes itself (a reload)
+    let text = '';
+    for (let attempt = 0; ; attempt++) {
+      try {
+        text = await socketCommand(masterSocket, 'show proc');
+        break;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (attempt >= 20 || (code !== 'ECONNREFUSED' && code !== 'ENOENT')) throw err;
+        await sleep(100);
+      }
+    }
     let section = 'master';
     let reloads = -1;
     const workers: number[] = [];
