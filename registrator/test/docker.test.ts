@@ -1,5 +1,5 @@
 // gantry registrator against the real Docker engine, Consul and Redis.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type Docker from 'dockerode';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -135,40 +135,59 @@ test.serial('Docker HEALTHCHECK is mirrored (healthy → passing, unhealthy → 
   t.pass();
 });
 
-// Its own registrator, with no periodic resync: each change must be recorded as
-// caused by the container's event (the shared one resyncs every 2 s, and a full
-// pass may notice a container before its start event arrives).
-test.serial('audit trail: register and deregister entries with origin and reason; gantry audit log prints them', async (t) => {
-  const auditOwner = `${owner}-audit`;
-  const key = `audit:${runId}-audit`;
+/**
+ * A registrator of its own with no periodic resync (the shared one resyncs every
+ * 2 s): what it does can only come from events and from watching Consul. It sees
+ * only containers run with runId `${runId}-${suffix}` (runContainer's run label).
+ */
+async function ownRegistrator(t: ExecutionContext, suffix: string) {
+  const own = `${owner}-${suffix}`;
+  const key = `audit:${runId}-${suffix}`;
   const reg = await startGantry('registrator', [
-    '--owner', auditOwner, '--require-label', `gantry.test=${runId}-audit`, '--resync', '1h',
+    '--owner', own, '--require-label', `gantry.test=${runId}-${suffix}`, '--resync', '1h',
     '--audit-redis', redis.url, '--audit-key', key,
   ], { env: { CONSUL_HTTP_ADDR: consulEngine.addr } });
-  track('registrator (audit)', reg);
+  track(`registrator (${suffix})`, reg);
+  t.teardown(async () => { await reg.stop(); await cleanupContainers(docker, `${runId}-${suffix}`); });
   await waitUntil('first pass done', async () => /gantry_registrator_reconcile_passes_total\{[^}]*reason="start"[^}]*\} [1-9]/.test(await (await fetch(`${reg.adminUrl}/metrics`)).text()), { timeoutMs: 10_000 });
   const mine = async (): Promise<AgentService[]> => {
-    const r = await consul.request<Record<string, AgentService>>('GET', '/v1/agent/services', { query: { filter: `Meta["gantry-owner"] == "${auditOwner}"` } });
+    const r = await consul.request<Record<string, AgentService>>('GET', '/v1/agent/services', { query: { filter: `Meta["gantry-owner"] == "${own}"` } });
     return Object.values(r.body ?? {});
   };
-  // labelled gantry.test=<runId>-audit (runContainer's run label), so only this registrator sees it
-  t.teardown(() => cleanupContainers(docker, `${runId}-audit`));
-  const c = await runContainer(docker, { runId: `${runId}-audit`, name: cname('audited'), publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: 'audited' } });
-  await waitUntil('audited', async () => (await mine()).length === 1, { timeoutMs: 15_000 });
-  await c.stop({ t: 0 });
-  await waitUntil('gone', async () => (await mine()).length === 0, { timeoutMs: 15_000 });
-  const read = (): Array<Record<string, string>> => {
-    const r = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.js'), 'audit', 'log', '--json', '--service', 'audited', '--audit-redis', redis.url, '--audit-key', key], { encoding: 'utf8' });
+  const audit = (service: string): Array<Record<string, string>> => {
+    const r = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.js'), 'audit', 'log', '--json', '--service', service, '--audit-redis', redis.url, '--audit-key', key], { encoding: 'utf8' });
     return r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, string>);
   };
-  const entries = await waitUntil('audit entries', async () => { const e = read(); return e.length >= 2 ? e : undefined; }, { timeoutMs: 10_000 });
+  return { own, key, reg, mine, audit, runId: `${runId}-${suffix}` };
+}
+
+test.serial('audit trail: register and deregister entries with origin and reason; gantry audit log prints them', async (t) => {
+  const o = await ownRegistrator(t, 'audit');
+  const c = await runContainer(docker, { runId: o.runId, name: cname('audited'), publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: 'audited' } });
+  await waitUntil('audited', async () => (await o.mine()).length === 1, { timeoutMs: 15_000 });
+  await c.stop({ t: 0 });
+  await waitUntil('gone', async () => (await o.mine()).length === 0, { timeoutMs: 15_000 });
+  const entries = await waitUntil('audit entries', async () => { const e = o.audit('audited'); return e.length >= 2 ? e : undefined; }, { timeoutMs: 10_000 });
   t.deepEqual(entries.map((e) => e.action), ['register', 'deregister']);
-  t.like(entries[0], { service: 'audited', owner: auditOwner, source: 'docker', originName: cname('audited'), image: 'gantry/busybox:test', reason: 'event' });
-  t.like(entries[1], { service: 'audited', owner: auditOwner, reason: 'event' });
+  t.like(entries[0], { service: 'audited', owner: o.own, source: 'docker', originName: cname('audited'), image: 'gantry/busybox:test', reason: 'event' });
+  t.like(entries[1], { service: 'audited', owner: o.own, reason: 'event' });
   t.is(entries[0]!.origin, (await c.inspect()).Id);
-  const text = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.js'), 'audit', 'log', '--since', '1h', '--audit-redis', redis.url, '--audit-key', key], { encoding: 'utf8' }).stdout;
+  const text = spawnSync(process.execPath, [join(repoRoot, 'cli/bin/gantry.js'), 'audit', 'log', '--since', '1h', '--audit-redis', redis.url, '--audit-key', o.key], { encoding: 'utf8' }).stdout;
   t.regex(text, /register +audited/);
-  await reg.stop();
+});
+
+test.serial('a service of ours deregistered behind our back is registered again at once (Consul is watched, not only resynced)', async (t) => {
+  const o = await ownRegistrator(t, 'watch');
+  await runContainer(docker, { runId: o.runId, name: cname('watched'), publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: 'watched' } });
+  await runContainer(docker, { runId: o.runId, name: cname('bystander'), publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: 'bystander' } });
+  const before = await waitUntil('both registered', async () => { const s = await o.mine(); return s.length === 2 ? s : undefined; }, { timeoutMs: 15_000 });
+  const watched = before.find((s) => s.Service === 'watched')!;
+  await consul.request('PUT', `/v1/agent/service/deregister/${encodeURIComponent(watched.ID)}`);
+  // --resync is 1h: only the watch can bring it back
+  await waitUntil('registered again', async () => (await o.mine()).some((s) => s.ID === watched.ID), { timeoutMs: 5_000 });
+  t.deepEqual((await o.mine()).map((s) => s.ID).sort(), before.map((s) => s.ID).sort());
+  const entries = await waitUntil('audit entry', async () => { const e = o.audit('watched'); return e.length >= 2 ? e : undefined; }, { timeoutMs: 10_000 });
+  t.deepEqual(entries.map((e) => `${e.action}:${e.reason}`), ['register:event', 'register:consul-changed']);
 });
 
 test.serial('Redis down: registrations go on; buffered audit entries arrive when it is back', async (t) => {

@@ -100,9 +100,14 @@ export class ConsulAgentSink {
 
   /**
    * Yields when the agent lost services we registered (an agent restart, someone
-   * deregistering them): a blocking query on the agent's list of our services.
-   * Our own writes change that list too; they do not count, or every register
-   * would cost a full pass. Also keeps the status TTLs alive.
+   * deregistering them). The agent's own service list cannot be watched (it
+   * answers at once, whatever hash or index is sent), so this is a blocking
+   * query on the catalog's view of this agent's node, filtered to our owner;
+   * when a service we registered is missing there, the agent's list (the
+   * source of truth, ahead of the catalog by its anti-entropy sync) confirms it
+   * before a full pass is asked for. Our own writes wake the query too; they do
+   * not count. A break in the connection to Consul (agent restart) counts. Also
+   * keeps the status TTLs alive.
    */
   async *changes(signal: AbortSignal): AsyncIterable<void> {
     const refresh = setInterval(() => {
@@ -112,29 +117,37 @@ export class ConsulAgentSink {
       }
     }, Math.max(1000, Math.floor(this.ttlMs / 3)));
     const backoff = new Backoff({ baseMs: 200, maxMs: 10_000 });
-    let hash: string | undefined;
+    const filter = `Meta["${META.owner}"] == "${this.o.owner}"`;
+    let node: string | undefined;
+    let index: string | undefined;
     let wasDown = false;
     try {
       while (!signal.aborted) {
         try {
-          // agent endpoints block on a content hash, not an index
-          const res = await this.o.consul.request<Record<string, ConsulService>>('GET', '/v1/agent/services', {
-            query: { filter: `Meta["${META.owner}"] == "${this.o.owner}"`, ...(hash ? { hash } : {}) },
-            wait: hash ? '30s' : undefined, timeoutMs: 40_000, signal,
+          node ??= (await this.o.consul.request<{ Config?: { NodeName?: string } }>('GET', '/v1/agent/self', { signal })).body?.Config?.NodeName;
+          if (!node) throw new Error('the agent did not say its node name (/v1/agent/self)');
+          const res = await this.o.consul.request<{ Services?: Array<{ ID: string }> } | null>('GET', `/v1/catalog/node-services/${encodeURIComponent(node)}`, {
+            query: { filter }, index, wait: index ? '5m' : undefined, timeoutMs: 6 * 60_000, signal,
           });
-          const next = res.headers['x-consul-contenthash'];
-          const current = typeof next === 'string' ? next : undefined;
-          const changed = hash !== undefined && current !== hash;
-          hash = current;
-          const present = res.body ?? {};
-          const lost = changed && [...this.mine].some((id) => !(id in present));
+          // the index is reset when it goes backwards (a new cluster) and is never 0
+          const next = res.index !== undefined && Number(res.index) > 0 ? res.index : '1';
+          index = index !== undefined && Number(next) < Number(index) ? undefined : next;
+          const inCatalog = new Set((res.body?.Services ?? []).map((sv) => sv.ID));
+          let lost = false;
+          if (!wasDown && [...this.mine].some((id) => !inCatalog.has(id))) {
+            const agent = await this.o.consul.request<Record<string, unknown>>('GET', '/v1/agent/services', { query: { filter }, signal });
+            const held = agent.body ?? {};
+            lost = [...this.mine].some((id) => !(id in held));
+          }
           if (lost || wasDown) yield;
           wasDown = false;
           backoff.reset();
-        } catch {
+        } catch (err) {
           if (signal.aborted) return;
+          this.o.log.debug({ err: errorMessage(err) }, 'watch of our services in Consul failed; retrying');
           wasDown = true;
-          hash = undefined;
+          node = undefined;
+          index = undefined;
           await sleep(backoff.next(), signal).catch(() => undefined);
         }
       }

@@ -129,8 +129,9 @@ export class DockerSource {
               const line = buf.slice(0, nl);
               buf = buf.slice(nl + 1);
               try {
-                const ev = JSON.parse(line) as { id?: string; Actor?: { ID?: string } };
+                const ev = JSON.parse(line) as { id?: string; Action?: string; Actor?: { ID?: string } };
                 const id = ev.id ?? ev.Actor?.ID;
+                this.o.log.debug({ container: id?.slice(0, 12), event: ev.Action }, 'docker event');
                 if (id) this.touched.add(id);
                 else this.needList = true;
               } catch {
