@@ -248,7 +248,7 @@ test('no Consul and no snapshot: start rejects after startTimeout saying what it
   const gate = await startGate(engine.httpPort);
   t.teardown(() => gate.close());
   gate.shut();
-  const config = await ConfigClient.start({ prefixes: ['late/app'], consul: { addr: gate.addr }, failFast: false, startTimeout: '300ms', retry: fastRetry, logger: captureLogs('fatal').logger });
+  const config = await ConfigClient.start({ prefixes: ['late/app'], consul: { addr: gate.addr }, failFast: false, startTimeout: '3s', retry: fastRetry, logger: captureLogs('fatal').logger });
   t.teardown(() => config.close());
   t.is(config.source, 'none');
   t.is(config.size, 0);
@@ -290,7 +290,7 @@ test('ACL token: read with it; a bad token is refused (403) and no token is ever
   t.false(logs.text().includes(limited));
 
   const badToken = '11111111-2222-3333-4444-555555555555';
-  const err = await t.throwsAsync(ConfigClient.start({ prefixes: ['acl/app'], consul: { addr: engine.addr, token: badToken }, startTimeout: '500ms', retry: fastRetry, logger: logs.logger }));
+  const err = await t.throwsAsync(ConfigClient.start({ prefixes: ['acl/app'], consul: { addr: engine.addr, token: badToken }, startTimeout: '3s', retry: fastRetry, logger: logs.logger }));
   t.regex(err.message, /403/);
   t.false(err.message.includes(badToken));
   t.false(logs.text().includes(secret));
@@ -310,6 +310,6 @@ test('TLS: the client verifies Consul with the CA file and reads over https', as
   const config = await ConfigClient.start({ prefixes: ['tls/app'], consul: { addr: `https://127.0.0.1:${httpsPort}`, caFile: join(dir, 'consul-agent-ca.pem') }, logger: captureLogs('error').logger });
   t.teardown(() => config.close());
   t.is(config.get('a'), 'secure');
-  const err = await t.throwsAsync(ConfigClient.start({ prefixes: ['tls/app'], consul: { addr: `https://127.0.0.1:${httpsPort}` }, startTimeout: '500ms', retry: fastRetry, logger: captureLogs('fatal').logger }));
+  const err = await t.throwsAsync(ConfigClient.start({ prefixes: ['tls/app'], consul: { addr: `https://127.0.0.1:${httpsPort}` }, startTimeout: '3s', retry: fastRetry, logger: captureLogs('fatal').logger }));
   t.regex(err.message, /certificate/i, 'without the CA, the certificate is not trusted');
 });
