@@ -61,7 +61,8 @@ test('L7 by Host, names in dnsmasq, L4 Redis on its VIP; instance changes throug
 
   // DNS: L7 names at the L7 address, the L4 name (and its tenant aliases) at its VIP
   await waitUntil('dnsmasq answers', async () => (await st.dnsmasq.resolve('orders.gantry.test').catch((): string[] => [])).includes('127.0.0.1'), { timeoutMs: 10_000 });
-  const [vip] = await st.dnsmasq.resolve('dev1-redis.gantry.test');
+  // the hosts file may be rendered from a state without redis first: wait for its name too
+  const [vip] = await waitUntil('dnsmasq answers for redis', async () => { const a = await st.dnsmasq.resolve('dev1-redis.gantry.test').catch((): string[] => []); return a.length ? a : undefined; }, { timeoutMs: 10_000 });
   t.truthy(vip);
   t.deepEqual(await st.dnsmasq.resolve('dev1.redis'), [vip!]);
   t.deepEqual(await st.dnsmasq.resolve('shop.example.com'), ['127.0.0.1']);
