@@ -4,7 +4,7 @@
 // is put in maintenance. `changes()` notices when the agent lost our
 // registrations (agent restart) so the reconciler registers them again.
 import {
-  META, specHash, errorMessage, sleep, Backoff,
+  META, specHash, errorMessage, sleep, Backoff, nextIndex,
   type ConsulClient, type ServiceInstance, type OwnerId, type HealthStatus, type CheckSpec, type Logger,
 } from '@gantry/core';
 import { readBack, type ConsulService } from './read-back.ts';
@@ -129,9 +129,7 @@ export class ConsulAgentSink {
           const res = await this.o.consul.request<{ Services?: Array<{ ID: string }> } | null>('GET', `/v1/catalog/node-services/${encodeURIComponent(node)}`, {
             query: { filter }, index, wait: index ? '5m' : undefined, timeoutMs: 6 * 60_000, signal,
           });
-          // the index is reset when it goes backwards (a new cluster) and is never 0
-          const next = res.index !== undefined && Number(res.index) > 0 ? res.index : '1';
-          index = index !== undefined && Number(next) < Number(index) ? undefined : next;
+          index = nextIndex(index, res.index); // '0' (ask again at once) when it went backwards
           const inCatalog = new Set((res.body?.Services ?? []).map((sv) => sv.ID));
           let lost = false;
           if (!wasDown && [...this.mine].some((id) => !inCatalog.has(id))) {

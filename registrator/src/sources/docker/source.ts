@@ -28,7 +28,7 @@ export class DockerSource {
   private readonly cache = new Map<string, ContainerInspectInfo>();
   private readonly reported = new Map<string, string>();
   /** containers an event named since the last snapshot: inspected again, no full list needed */
-  private readonly touched = new Set<string>();
+  private touched = new Set<string>();
   /** the containers events had named when the last snapshot was taken */
   private named = new Set<string>();
   private needList = true;
@@ -57,8 +57,8 @@ export class DockerSource {
     } else {
       todo = [...this.touched];
     }
-    this.named = new Set(this.touched);
-    this.touched.clear();
+    this.named = this.touched;
+    this.touched = new Set();
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < todo.length) {
