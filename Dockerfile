@@ -8,6 +8,7 @@ ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 COPY core/package.json core/
 COPY cli/package.json cli/
+COPY audit/package.json audit/
 COPY registrator/package.json registrator/
 COPY templater/package.json templater/
 COPY gateway/package.json gateway/
@@ -17,6 +18,7 @@ COPY bench/package.json bench/
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 COPY core core
 COPY cli cli
+COPY audit audit
 COPY registrator registrator
 COPY templater templater
 COPY gateway gateway
@@ -24,7 +26,7 @@ COPY config-client config-client
 # Node's compile cache, filled at build time: containers start without loading the
 # type stripper (cli/bin/gantry.js says why; ~28 MB less RSS per part)
 ENV NODE_COMPILE_CACHE=/app/.compile-cache
-RUN node --input-type=module -e "import m from 'node:module'; m.enableCompileCache(); for (const p of ['cli/src/main.ts', 'registrator/src/index.ts', 'registrator/src/kubernetes-part.ts', 'templater/src/index.ts', 'config-client/src/index.ts']) await import('/app/' + p); m.flushCompileCache();" \
+RUN node --input-type=module -e "import m from 'node:module'; m.enableCompileCache(); for (const p of ['cli/src/main.ts', 'registrator/src/index.ts', 'registrator/src/kubernetes-part.ts', 'audit/src/index.ts', 'templater/src/index.ts', 'config-client/src/index.ts']) await import('/app/' + p); m.flushCompileCache();" \
  && chmod -R a+rX /app/.compile-cache
 USER node
 ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/cli/bin/gantry.js"]

@@ -3,7 +3,7 @@ import type { Command } from '@gantry/core';
 
 export const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
   registrator: { summary: 'keep Consul in step with Docker (and Kubernetes); audit trail', load: async () => (await import('@gantry/registrator')).registratorCommand },
-  audit: { summary: 'print the audit trail of registry changes (gantry audit log)', load: async () => (await import('@gantry/registrator')).auditCommand },
+  audit: { summary: 'print the audit trail of registry changes (gantry audit log)', load: async () => (await import('@gantry/audit')).auditCommand },
   templater: { summary: 'render HAProxy (L7/L4) and a DNS hosts file from Consul; check, write atomically, reload or use the Runtime API', load: async () => (await import('@gantry/templater')).templater },
   doctor: { summary: 'check that Consul (and the other engines named) answer', load: async () => (await import('./doctor.ts')).doctor },
 };

@@ -10,8 +10,8 @@ import { Reconciler, type Applied, type Source, type Sink } from './reconciler.t
 import { DockerSource } from './sources/docker/source.ts';
 import { DockerClient } from './sources/docker/client.ts';
 import { ConsulAgentSink } from './sinks/consul-agent.ts';
-import type { AuditWriter } from './audit/writer.ts';
-import { entryFromApplied } from './audit/entry.ts';
+import type { AuditWriter } from '@gantry/audit';
+import { entryFromApplied } from './audit-entry.ts';
 import { registratorMetrics, type RegistratorMetrics } from './metrics.ts';
 
 export const registratorFlags: readonly FlagSpec[] = [
@@ -111,7 +111,7 @@ export const registratorCommand: Command = {
     let audit: AuditWriter | undefined;
     const auditUrl = f.optStr('audit-redis');
     if (auditUrl) {
-      const { AuditWriter } = await import('./audit/writer.ts'); // ioredis only when auditing
+      const { AuditWriter } = await import('@gantry/audit'); // ioredis only when auditing
       audit = new AuditWriter({
         url: auditUrl, key: f.str('audit-key'), maxLen: f.int('audit-max-len'), bufferSize: f.int('audit-buffer'), log,
         onDropped: (n) => m.auditDropped.inc(n), onWritten: (n) => m.auditWritten.inc(n),

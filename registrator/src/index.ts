@@ -1,3 +1,2 @@
 export { registratorCommand } from './command.ts';
-export { auditCommand } from './audit/command.ts';
 export { Reconciler, plan, type Source, type Sink, type Applied } from './reconciler.ts';

@@ -7,7 +7,7 @@ import { KubernetesSource } from './sources/kubernetes/source.ts';
 import { defaultKubeSyncOptions, type NodePortSyncType } from './sources/kubernetes/mapping.ts';
 import { ConsulCatalogSink } from './sinks/consul-catalog.ts';
 import { LeaderElection } from './leader.ts';
-import type { AuditWriter } from './audit/writer.ts';
+import type { AuditWriter } from '@gantry/audit';
 import type { RegistratorMetrics } from './metrics.ts';
 import { wire, type Part } from './command.ts';
 

@@ -1,7 +1,5 @@
 // One audit entry: who changed what in the registry, from where, and why.
 // Secrets never appear here: entries carry names, ids and origins only.
-import { hostname } from 'node:os';
-import type { Applied } from '../reconciler.ts';
 
 export interface AuditEntry {
   time: string;
@@ -22,25 +20,6 @@ export interface AuditEntry {
   ok: string;
   error: string;
   status: string;
-}
-
-export function entryFromApplied(owner: string, a: Applied, host = hostname()): AuditEntry {
-  return {
-    time: new Date().toISOString(),
-    owner,
-    action: a.action,
-    service: a.instance.name,
-    instance: a.instance.id,
-    source: a.instance.origin.source,
-    origin: a.instance.origin.ref,
-    originName: a.instance.origin.name ?? '',
-    image: a.instance.origin.image ?? '',
-    host: a.instance.origin.host ?? host,
-    reason: a.reason,
-    ok: String(a.ok),
-    error: a.error ?? '',
-    status: a.instance.status ?? '',
-  };
 }
 
 export const AUDIT_FIELDS: ReadonlyArray<keyof AuditEntry> = ['time', 'owner', 'action', 'service', 'instance', 'source', 'origin', 'originName', 'image', 'host', 'reason', 'ok', 'error', 'status'];
