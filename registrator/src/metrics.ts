@@ -10,7 +10,7 @@ export function registratorMetrics(registry: Registry) {
     problems: new Counter({ name: 'gantry_registrator_bad_metadata_total', help: 'containers/services/ports skipped for bad labels or annotations', labelNames: ['source'], registers: [registry] }),
     streamRestarts: new Counter({ name: 'gantry_registrator_source_restarts_total', help: 'event streams or watches re-opened', labelNames: ['source', 'stream', 'reason'], registers: [registry] }),
     auditWritten: new Counter({ name: 'gantry_audit_entries_written_total', help: 'audit entries written to Redis', registers: [registry] }),
-    auditDropped: new Counter({ name: 'gantry_audit_entries_dropped_total', help: 'audit entries dropped because the buffer was full while Redis was down', registers: [registry] }),
+    auditDropped: new Counter({ name: 'gantry_audit_entries_dropped_total', help: 'audit entries dropped because the buffer was full while Redis was down or slow (each entry is written or dropped, exactly once)', registers: [registry] }),
     auditPending: new Gauge({ name: 'gantry_audit_entries_pending', help: 'audit entries waiting for Redis', registers: [registry] }),
     leader: new Gauge({ name: 'gantry_registrator_leader', help: '1 while this replica holds the leader lock (or runs without one)', registers: [registry] }),
   };
