@@ -30,6 +30,8 @@ export async function startAdminServer(opts: {
   registry: Registry;
   health: () => Health | Promise<Health>;
   log?: Logger;
+  /** more GET paths answered with JSON (e.g. the gateway's /routes) */
+  json?: Readonly<Record<string, () => unknown>>;
 }): Promise<AdminServer> {
   const { host, port } = splitHostPort(opts.addr);
   const server = http.createServer((req, res) => {
@@ -50,7 +52,15 @@ export async function startAdminServer(opts: {
       );
       return;
     }
-    reply(404, 'text/plain', 'not found: try /metrics or /healthz\n');
+    const extra = path !== undefined ? opts.json?.[path] : undefined;
+    if (extra) {
+      try {
+        return reply(200, 'application/json', `${JSON.stringify(extra())}\n`);
+      } catch (err) {
+        return reply(500, 'text/plain', `${String(err)}\n`);
+      }
+    }
+    reply(404, 'text/plain', `not found: try /metrics or /healthz${Object.keys(opts.json ?? {}).map((p) => ` or ${p}`).join('')}\n`);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -1,0 +1,3 @@
+// The catalog snapshot routes are built from: the shared catalog watcher's type
+// (one constant number of blocking queries, whatever the number of services).
+export type { CatalogInstance, CatalogSnapshot } from '@gantry/templater';
