@@ -8,3 +8,7 @@ export * from './logger.ts';
 export * from './metrics.ts';
 export * from './flags.ts';
 export * from './command.ts';
+export * from './concurrency.ts';
+export * from './consul/types.ts';
+export * from './consul/blocking-query.ts';
+export * from './consul/catalog-watcher.ts';

@@ -3,10 +3,9 @@
 // for the shipped templates; --config for any number of templates.
 import { join, resolve } from 'node:path';
 import {
-  UsageError, createConsul, createLogger, createRegistry, startAdminServer, consulFlags, commonFlags,
+  CatalogWatcher, UsageError, createConsul, createLogger, createRegistry, startAdminServer, consulFlags, commonFlags,
   consulConfigFromFlags, escapeDnsName, errorMessage, type Command, type FlagSpec, type Flags,
 } from '@gantry/core';
-import { ConsulWatcher } from './watch/watcher.ts';
 import { Runner } from './runner.ts';
 import { TemplateError } from './render/engine.ts';
 import { BUILTINS, loadConfigFile, parseWait, resolveSource, type TemplateSpec } from './config.ts';
@@ -136,7 +135,7 @@ export const templater: Command = {
     const registry = createRegistry('templater');
     const metrics = createTemplaterMetrics(registry);
     const consul = createConsul(consulConfigFromFlags(f));
-    const watcher = new ConsulWatcher({
+    const watcher = new CatalogWatcher({
       consul, log,
       kvPrefix: f.optStr('kv-prefix'),
       waitMs: f.ms('consul-wait'),

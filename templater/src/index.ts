@@ -1,9 +1,7 @@
 // @gantry/templater: Consul → view → Handlebars → check → atomic write → reload,
 // with the HAProxy Runtime API for instance changes. `gantry templater` is command.ts.
+// The catalog watcher it reads Consul through lives in @gantry/core (core/src/consul/).
 export { templater, templaterFlags } from './command.ts';
-export { ConsulWatcher, type WatcherOptions } from './watch/watcher.ts';
-export { runBlockingQuery, type BlockingQueryOptions } from './watch/blocking.ts';
-export type { CatalogInstance, CatalogSnapshot } from './watch/types.ts';
 export { buildView, skeletonOf, type View, type ViewOptions, type GroupView, type ServiceView, type InstanceView, type SlotView, type HealthFilter } from './view.ts';
 export { compileTemplate, TemplateError, type CompiledTemplate } from './render/engine.ts';
 export { Runner, type RunnerOptions, type TemplateStatus } from './runner.ts';

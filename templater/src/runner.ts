@@ -14,7 +14,7 @@
 // that went away is reported, and gets the current config when it is back.
 import { createHash } from 'node:crypto';
 import { readFileSync, watchFile, unwatchFile } from 'node:fs';
-import { Backoff, errorMessage, escapeLogField, type Logger } from '@gantry/core';
+import { Backoff, errorMessage, escapeLogField, type CatalogSnapshot, type Logger } from '@gantry/core';
 import { compileTemplate, type CompiledTemplate } from './render/engine.ts';
 import { buildView, skeletonOf, type View, type ViewOptions, type Skip } from './view.ts';
 import { SlotTable } from './runtime/slots.ts';
@@ -23,7 +23,6 @@ import { applyRender, type ApplyOutcome, type ApplyTarget, type ApplyTimings } f
 import { CommandReloader, MasterReloader, SignalReloader, type Reloader } from './apply/reload.ts';
 import type { TemplateSpec } from './config.ts';
 import type { TemplaterMetrics } from './metrics.ts';
-import type { CatalogSnapshot } from './watch/types.ts';
 import type { VipPool } from './vip/pool.ts';
 import type { VipInterface } from './vip/iface.ts';
 

@@ -13,8 +13,7 @@
 // address, port, vip) has been validated or escaped here through core/escape.ts,
 // and what could not be made safe is left out, counted and logged.
 import { isIP } from 'node:net';
-import { escapeDnsLabel, escapeDnsName, escapeHAProxyIdentifier, escapeHAProxyValue, escapeLogField, type HealthStatus } from '@gantry/core';
-import type { CatalogInstance, CatalogSnapshot } from './watch/types.ts';
+import { escapeDnsLabel, escapeDnsName, escapeHAProxyIdentifier, escapeHAProxyValue, escapeLogField, type CatalogInstance, type CatalogSnapshot, type HealthStatus } from '@gantry/core';
 import { tagValuesOf } from './render/helpers.ts';
 
 export type HealthFilter = 'passing' | 'warning' | 'any';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { buildView, skeletonOf, type ViewOptions, type Skip } from '../src/view.ts';
 import { SlotTable } from '../src/runtime/slots.ts';
 import { VipPool, parseCidr } from '../src/vip/pool.ts';
-import type { CatalogInstance, CatalogSnapshot } from '../src/watch/types.ts';
+import type { CatalogInstance, CatalogSnapshot } from '@gantry/core';
 
 const opts = (o: Partial<ViewOptions> = {}): ViewOptions => ({
   health: 'passing', domain: 'gantry.test', tcpTag: 'gantry.tcp', tenantTag: 'gantry.tenant', hostTag: 'gantry.host', pathTag: 'gantry.path',
@@ -16,7 +16,7 @@ let n = 0;
 function inst(service: string, o: Partial<CatalogInstance> = {}): CatalogInstance {
   n++;
   const id = o.id ?? `${service}-${n}`;
-  return { key: `node1\u0000${id}`, node: 'node1', nodeAddress: '10.0.0.1', id, service, address: `10.1.0.${n % 250}`, port: 8000 + n, tags: [], meta: {}, modifyIndex: n, status: 'passing', ...o };
+  return { key: `node1\u0000${id}`, node: 'node1', nodeAddress: '10.0.0.1', id, service, address: `10.1.0.${n % 250}`, port: 8000 + n, tags: [], meta: {}, createIndex: n, modifyIndex: n, status: 'passing', ...o };
 }
 
 function snap(list: CatalogInstance[], kv: Record<string, string> = {}): CatalogSnapshot {

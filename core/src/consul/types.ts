@@ -1,7 +1,7 @@
 // What the watcher keeps of Consul: the raw JSON shapes it reads, and the
 // snapshot it hands to the view builder. Strings here are untrusted: they come
 // straight from Consul and are escaped only where they are written (view, helpers).
-import type { HealthStatus } from '@gantry/core';
+import type { HealthStatus } from '../model.ts';
 
 export interface ConsulCheck {
   Node: string;
@@ -19,6 +19,7 @@ export interface ConsulNodeService {
   Address: string;
   Port: number;
   Meta: Record<string, string> | null;
+  CreateIndex?: number;
   ModifyIndex?: number;
 }
 
@@ -53,6 +54,8 @@ export interface CatalogInstance {
   readonly port: number;
   readonly tags: readonly string[];
   readonly meta: Readonly<Record<string, string>>;
+  /** Consul's CreateIndex of the registration: the earlier registration has the lower one */
+  readonly createIndex: number;
   readonly modifyIndex: number;
   readonly status: HealthStatus;
 }

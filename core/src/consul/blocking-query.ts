@@ -5,7 +5,10 @@
 // templaters do not renew together, errors back off with full jitter, and an
 // answer given while the cluster has no known leader is not trusted (#1131:
 // empty renders during elections).
-import { Backoff, GantryError, formatDuration, nextIndex, sleep, type ConsulClient } from '@gantry/core';
+import { GantryError } from '../errors.ts';
+import { formatDuration } from '../duration.ts';
+import { Backoff, sleep } from '../retry.ts';
+import { nextIndex, type ConsulClient } from '../consul.ts';
 
 export interface BlockingQueryOptions<T> {
   consul: ConsulClient;

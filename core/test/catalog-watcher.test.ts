@@ -3,21 +3,19 @@
 // changes without any fetch, the node sweep for what the indexes cannot show,
 // and the last data kept while Consul is away (then an index reset).
 import test from 'ava';
-import { createConsul, createLogger } from '@gantry/core';
+import { CatalogWatcher, createConsul, createLogger, type CatalogSnapshot } from '../src/index.ts';
 import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { waitUntil, sleep } from '../../test/harness/process.ts';
-import { ConsulWatcher } from '../src/watch/watcher.ts';
-import type { CatalogSnapshot } from '../src/watch/types.ts';
-import { register, setCheck, deregister, kvPut } from './helpers.ts';
+import { register, setCheck, deregister, kvPut } from '../../test/harness/consul-catalog.ts';
 
 const track = manageEngines(test);
 const log = createLogger({ component: 'templater-test', level: 'silent' });
 
-function watch(consul: ConsulEngine, o: { kvPrefix?: string; waitMs?: number } = {}): { w: ConsulWatcher; counts: Map<string, number>; close: () => Promise<void> } {
+function watch(consul: ConsulEngine, o: { kvPrefix?: string; waitMs?: number } = {}): { w: CatalogWatcher; counts: Map<string, number>; close: () => Promise<void> } {
   const client = createConsul({ addr: consul.addr });
   const counts = new Map<string, number>();
-  const w = new ConsulWatcher({
+  const w = new CatalogWatcher({
     consul: client, log, kvPrefix: o.kvPrefix, waitMs: o.waitMs ?? 60_000, minSpacingMs: 20, resyncMs: 0,
     onRequest: (e) => counts.set(e, (counts.get(e) ?? 0) + 1),
   });
@@ -25,7 +23,7 @@ function watch(consul: ConsulEngine, o: { kvPrefix?: string; waitMs?: number } =
   return { w, counts, close: async () => { w.stop(); await w.closed(); client.close(); } };
 }
 
-const until = <T>(what: string, w: ConsulWatcher, pred: (s: CatalogSnapshot) => T | undefined | false): Promise<T> =>
+const until = <T>(what: string, w: CatalogWatcher, pred: (s: CatalogSnapshot) => T | undefined | false): Promise<T> =>
   waitUntil(what, async () => { const s = w.snapshot(); return s ? pred(s) : undefined; }, { timeoutMs: 20_000, intervalMs: 20 });
 
 test('300 services: two blocking queries, no request per service while idle; a new instance is fetched alone', async (t) => {

@@ -15,15 +15,17 @@
 //     /v1/catalog/node-services/<node> for each node (a request a node, not a
 //     service) and keeps the services whose instances differ. The first sync and a
 //     periodic resync (resyncMs) are sweeps too.
-import { GantryError, errorMessage, escapeLogField, type ConsulClient, type Logger } from '@gantry/core';
-import { runBlockingQuery } from './blocking.ts';
-import { mapLimit } from './limit.ts';
+import { GantryError, errorMessage } from '../errors.ts';
+import type { ConsulClient } from '../consul.ts';
+import type { Logger } from '../logger.ts';
+import { mapLimit } from '../concurrency.ts';
+import { runBlockingQuery } from './blocking-query.ts';
 import {
   instanceKey, worstStatus,
   type CatalogInstance, type CatalogSnapshot, type ConsulCheck, type ConsulHealthEntry, type ConsulKvEntry, type ConsulNodeService, type ConsulNodeServices,
 } from './types.ts';
 
-export interface WatcherOptions {
+export interface CatalogWatcherOptions {
   consul: ConsulClient;
   log: Logger;
   /** watch the KV pairs under this prefix (no leading slash); undefined: no KV watch */
@@ -61,8 +63,8 @@ interface CheckState {
 
 type Listener = (snap: CatalogSnapshot) => void;
 
-export class ConsulWatcher {
-  private readonly o: Required<Omit<WatcherOptions, 'kvPrefix' | 'onRequest' | 'onRequestError' | 'random'>> & WatcherOptions;
+export class CatalogWatcher {
+  private readonly o: Required<Omit<CatalogWatcherOptions, 'kvPrefix' | 'onRequest' | 'onRequestError' | 'random'>> & CatalogWatcherOptions;
   private readonly ac = new AbortController();
   private catalog: { index: string; tags: Map<string, string[]> } | undefined;
   private checks: CheckState | undefined;
@@ -88,7 +90,7 @@ export class ConsulWatcher {
   /** the last error talking to Consul, cleared by the next success */
   lastError: string | undefined;
 
-  constructor(opts: WatcherOptions) {
+  constructor(opts: CatalogWatcherOptions) {
     this.o = { waitMs: 300_000, minSpacingMs: 100, fetchConcurrency: 8, resyncMs: 300_000, ...opts };
   }
 
@@ -372,6 +374,7 @@ function toInstance(node: string, nodeAddress: string, s: ConsulNodeService): Om
     port: typeof s.Port === 'number' ? s.Port : 0,
     tags: s.Tags ?? [],
     meta: s.Meta ?? {},
+    createIndex: s.CreateIndex ?? 0,
     modifyIndex: s.ModifyIndex ?? 0,
   };
 }
@@ -395,6 +398,3 @@ function indexChecks(list: ConsulCheck[], index: bigint): CheckState {
   }
   return { index, byInstance, byNode, keysByName };
 }
-
-/** for log lines about a service name from Consul */
-export const logName = (s: string): string => escapeLogField(s, 80);
