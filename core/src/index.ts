@@ -12,3 +12,4 @@ export * from './concurrency.ts';
 export * from './consul/types.ts';
 export * from './consul/blocking-query.ts';
 export * from './consul/catalog-watcher.ts';
+export * from './abort.ts';

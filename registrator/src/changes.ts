@@ -1,5 +1,9 @@
 // "Something changed, look again": coalesces any number of pokes into one
-// wake-up of the consumer. Sources use it to feed the reconciler.
+// wake-up of the consumer. Sources use it to feed the reconciler. An idle wait
+// removes its abort listener when it ends (core's untilWoken), so the signal
+// does not collect one listener per wait.
+import { untilWoken } from '@gantry/core';
+
 export class ChangeSignal {
   private dirty = false;
   private wake: (() => void) | undefined;
@@ -15,10 +19,7 @@ export class ChangeSignal {
   async *stream(signal: AbortSignal): AsyncIterable<void> {
     while (!signal.aborted) {
       if (!this.dirty) {
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          signal.addEventListener('abort', () => resolve(), { once: true });
-        });
+        await untilWoken(signal, (wake) => { this.wake = wake; });
       }
       if (signal.aborted) return;
       this.dirty = false;

@@ -5,7 +5,7 @@
 // resync, when the sink reports its records changed (an agent restart), and
 // after an apply failed. Nothing is written while `canWrite()` is false (a
 // follower replica), and nothing not ours is ever touched.
-import { specOf, errorMessage, sleep, Backoff, type Logger, type OwnerId, type ServiceInstance, type SourceKind } from '@gantry/core';
+import { specOf, errorMessage, sleep, untilWoken, Backoff, type Logger, type OwnerId, type ServiceInstance, type SourceKind } from '@gantry/core';
 
 export interface Source {
   readonly kind: SourceKind;
@@ -124,10 +124,7 @@ export class Reconciler {
     try {
       while (!signal.aborted) {
         if (!this.pending) {
-          await new Promise<void>((resolve) => {
-            this.wake = resolve;
-            signal.addEventListener('abort', () => resolve(), { once: true });
-          });
+          await untilWoken(signal, (wake) => { this.wake = wake; });
           if (signal.aborted) break;
           await sleep(this.o.debounceMs ?? 10, signal).catch(() => undefined);
         }
