@@ -10,7 +10,7 @@ const opts = { domain: 'gantry.test', prefix: 'urlprefix-', hostTag: 'gantry.hos
 let n = 0;
 function inst(service: string, port: number, tags: string[] = [], status: CatalogInstance['status'] = 'passing', meta: Record<string, string> = {}): CatalogInstance {
   n++;
-  return { key: `node\u0000${service}-${n}`, node: 'node', nodeAddress: '127.0.0.1', id: `${service}-${n}`, service, address: '127.0.0.1', port, tags, meta, modifyIndex: n, status };
+  return { key: `node\u0000${service}-${n}`, node: 'node', nodeAddress: '127.0.0.1', id: `${service}-${n}`, service, address: '127.0.0.1', port, tags, meta, createIndex: n, modifyIndex: n, status };
 }
 
 function snap(list: CatalogInstance[], kv: Record<string, string> = {}): CatalogSnapshot {
