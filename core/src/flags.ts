@@ -1,7 +1,9 @@
 // Command-line flags with environment-variable twins. Every flag is declared once
 // (name, type, env, default, description); --help is made from the declarations,
 // and a bad flag or value throws UsageError naming it (the CLI exits 2).
-import { UsageError } from './errors.ts';
+import { UsageError, errorMessage } from './errors.ts';
+import { redactUrl } from './logger.ts';
+import { parseRedisUrl } from './redis-url.ts';
 import { parseDuration } from './duration.ts';
 import type { ConsulConfig } from './consul.ts';
 
@@ -28,7 +30,8 @@ export interface FlagSpec {
 export const envName = (spec: FlagSpec): string => spec.env ?? `GANTRY_${spec.name.toUpperCase().replace(/-/g, '_')}`;
 
 function shown(spec: FlagSpec, value: string): string {
-  return spec.secret ? '(hidden)' : JSON.stringify(value);
+  if (spec.secret) return '(hidden)';
+  return JSON.stringify(spec.type === 'url' ? redactUrl(value) : value);
 }
 
 function convert(spec: FlagSpec, raw: string, where: string): FlagValue {
@@ -54,6 +57,10 @@ function convert(spec: FlagSpec, raw: string, where: string): FlagValue {
         return bad('expected a duration such as 500ms, 5s or 1m');
       }
     case 'url': {
+      if (raw.startsWith('redis+sentinel://') && spec.schemes?.includes('redis+sentinel')) {
+        try { parseRedisUrl(raw); } catch (err) { return bad(errorMessage(err).replace(/^invalid Redis URL "[^"]*": /, '')); }
+        return raw;
+      }
       let u: URL;
       try { u = new URL(raw); } catch { return bad('expected a URL such as http://127.0.0.1:8500'); }
       const schemes = spec.schemes ?? ['http', 'https'];

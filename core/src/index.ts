@@ -13,3 +13,4 @@ export * from './consul/types.ts';
 export * from './consul/blocking-query.ts';
 export * from './consul/catalog-watcher.ts';
 export * from './abort.ts';
+export * from './redis-url.ts';
