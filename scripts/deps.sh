@@ -10,7 +10,7 @@ step() { printf '==> %s\n' "$*"; }
 
 # 1. Debian packages (binary name -> package)
 declare -A PKG=(
-  [haproxy]=haproxy [redis-server]=redis-server [etcd]=etcd-server [dnsmasq]=dnsmasq-base
+  [haproxy]=haproxy [redis-server]=redis-server [redis-sentinel]=redis-sentinel [etcd]=etcd-server [dnsmasq]=dnsmasq-base
   [dockerd]=docker.io [socat]=socat [ip]=iproute2 [wrk]=wrk [busybox]=busybox-static
   [openssl]=openssl [docker-compose]=docker-compose [curl]=curl [dig]=dnsutils [java]=default-jre-headless
 )

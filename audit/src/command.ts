@@ -3,7 +3,7 @@ import { UsageError, type Command, type FlagSpec } from '@gantry/core';
 import { readAudit } from './reader.ts';
 
 const flags: readonly FlagSpec[] = [
-  { name: 'audit-redis', type: 'url', schemes: ['redis', 'rediss'], default: 'redis://127.0.0.1:6379', description: 'Redis URL of the audit stream' },
+  { name: 'audit-redis', type: 'url', schemes: ['redis', 'rediss', 'redis+sentinel'], default: 'redis://127.0.0.1:6379', description: 'Redis URL of the audit stream (redis+sentinel://host:port,…/<master> too)' },
   { name: 'audit-key', type: 'string', default: 'gantry:audit', description: 'Redis stream key' },
   { name: 'since', type: 'string', description: 'only entries since a time (ISO 8601) or for a duration back (e.g. 1h, 30m)' },
   { name: 'service', type: 'string', description: 'only entries of this service' },

@@ -1,5 +1,5 @@
 // Reads the audit stream back: `gantry audit log [--since --service --json]`.
-import { Redis } from 'ioredis';
+import { createRedis } from '@gantry/core/redis';
 import { entryFromFields, type AuditEntry } from './entry.ts';
 
 export interface ReadOptions {
@@ -12,7 +12,7 @@ export interface ReadOptions {
 }
 
 export async function readAudit(o: ReadOptions): Promise<Array<AuditEntry & { id: string }>> {
-  const redis = new Redis(o.url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+  const redis = createRedis(o.url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
   try {
     await redis.connect();
     const start = o.since ? String(o.since.getTime()) : '-';

@@ -16,10 +16,15 @@
 //   and counts what it finds as written, re-queuing only the rest. Unconfirmed
 //   entries are never evicted (at most one batch).
 // ioredis neither resends nor retries commands itself (that would duplicate).
+// Through Sentinel (redis+sentinel://) a batch counts as written once the
+// replica has it too (WAIT 1): when the connection goes before WAIT answers,
+// the batch is unconfirmed as above, so a master killed before replicating it
+// loses nothing — the promoted replica is checked and the rest is resent.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Redis } from 'ioredis';
-import { errorMessage, redactUrl, type Logger } from '@gantry/core';
+import type { Redis } from 'ioredis';
+import { errorMessage, redactUrl, parseRedisUrl, type Logger } from '@gantry/core';
+import { createRedis } from '@gantry/core/redis';
 import { AUDIT_FIELDS, type AuditEntry } from './entry.ts';
 
 export interface AuditWriterOptions {
@@ -60,11 +65,14 @@ export class AuditWriter {
   /** stream id no entry of ours sent on the current connection can precede */
   private floor: string | undefined;
   private lastId: string | undefined;
+  /** through Sentinel: a batch is confirmed by the replica too */
+  private readonly replicated: boolean;
 
   constructor(o: AuditWriterOptions) {
     this.o = o;
     this.batchSize = Math.max(1, Math.min(o.batchSize ?? 100, o.bufferSize));
-    this.redis = new Redis(o.url, {
+    this.replicated = parseRedisUrl(o.url).kind === 'sentinel';
+    this.redis = createRedis(o.url, {
       lazyConnect: false,
       enableOfflineQueue: false, // fail fast: our own buffer holds entries, not ioredis's
       maxRetriesPerRequest: 0, // a lost connection fails what was in flight at once…
@@ -157,6 +165,12 @@ export class AuditWriter {
       results = (await pipe.exec()) ?? [];
     } catch (err) {
       results = this.inflight.map(() => [err instanceof Error ? err : new Error(String(err)), null]);
+    }
+    if (this.replicated && results.some(([err]) => !err)) {
+      // WAIT answering (even 0 replicas in time) keeps the batch written; the connection
+      // going first makes what Redis acknowledged unknown: confirmed against the stream later
+      const lost = await this.redis.wait(1, 1000).then(() => undefined, (err: unknown) => new Error(`WAIT: ${errorMessage(err)}`));
+      if (lost) results = results.map(([err, id]) => (err ? [err, id] : [lost, null]));
     }
     const refused: Queued[] = [];
     const unknown: Queued[] = [];

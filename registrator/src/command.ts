@@ -50,7 +50,7 @@ export const registratorFlags: readonly FlagSpec[] = [
   { name: 'k8s-leader-election', type: 'boolean', default: true, description: 'with several replicas, only the holder of a Consul lock writes' },
   { name: 'k8s-leader-ttl', type: 'duration', default: '5s', description: 'liveness TTL of the leader; failover takes about this long' },
   // Audit
-  { name: 'audit-redis', type: 'url', schemes: ['redis', 'rediss'], description: 'Redis URL for the audit stream (off when empty)' },
+  { name: 'audit-redis', type: 'url', schemes: ['redis', 'rediss', 'redis+sentinel'], description: 'Redis URL for the audit stream (off when empty); redis+sentinel://host:port,host:port/<master> follows Sentinel failovers' },
   { name: 'audit-key', type: 'string', default: 'gantry:audit', description: 'Redis stream key' },
   { name: 'audit-max-len', type: 'int', default: 100_000, min: 1, description: 'approximate maximum length of the stream' },
   { name: 'audit-buffer', type: 'int', default: 10_000, min: 1, description: 'entries kept while Redis is down (then dropped and counted)' },
