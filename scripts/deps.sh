@@ -19,6 +19,8 @@ for bin in "${!PKG[@]}"; do
   command -v "$bin" >/dev/null 2>&1 || [[ -x "/usr/sbin/$bin" || -x "/sbin/$bin" ]] || missing+=("${PKG[$bin]}")
 done
 [[ -f /usr/share/java/zookeeper.jar ]] || missing+=(zookeeper)
+# Apache Curator (the ZooKeeper client Dubbo 2.7+ uses): the tests' Dubbo consumer
+[[ -f /usr/share/java/curator-recipes.jar ]] || missing+=(libcurator-framework-java libcurator-recipes-java)
 if ((${#missing[@]})); then
   step "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

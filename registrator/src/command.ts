@@ -13,6 +13,7 @@ import { ConsulAgentSink } from './sinks/consul-agent.ts';
 import type { AuditWriter } from '@gantry/audit';
 import { entryFromApplied } from './audit-entry.ts';
 import { registratorMetrics, type RegistratorMetrics } from './metrics.ts';
+import { bridgeFlags } from './sources/zookeeper/flags.ts';
 
 export const registratorFlags: readonly FlagSpec[] = [
   ...consulFlags,
@@ -49,6 +50,7 @@ export const registratorFlags: readonly FlagSpec[] = [
   { name: 'k8s-consul-node', type: 'string', description: 'synthetic Consul node the records live on (default k8s-sync-<cluster>)' },
   { name: 'k8s-leader-election', type: 'boolean', default: true, description: 'with several replicas, only the holder of a Consul lock writes' },
   { name: 'k8s-leader-ttl', type: 'duration', default: '5s', description: 'liveness TTL of the leader; failover takes about this long' },
+  ...bridgeFlags,
   // Audit
   { name: 'audit-redis', type: 'url', schemes: ['redis', 'rediss', 'redis+sentinel'], description: 'Redis URL for the audit stream (off when empty); redis+sentinel://host:port,host:port/<master> follows Sentinel failovers' },
   { name: 'audit-key', type: 'string', default: 'gantry:audit', description: 'Redis stream key' },
@@ -64,7 +66,7 @@ export function hostAddress(): string {
   return '127.0.0.1';
 }
 
-export interface Part { name: 'docker' | 'kubernetes'; reconciler: Reconciler; healthy: () => boolean }
+export interface Part { name: 'docker' | 'kubernetes' | 'zookeeper' | 'zookeeper-export' | 'static'; reconciler: Reconciler; healthy: () => boolean }
 
 async function waitForConsul(consul: ConsulClient, f: Flags, log: Logger, signal: AbortSignal): Promise<void> {
   const attempts = f.int('retry-attempts');
@@ -102,7 +104,7 @@ export const registratorCommand: Command = {
   flags: registratorFlags,
   async run(f, ctx) {
     const log = createLogger({ component: 'registrator', level: f.str('log-level') });
-    if (!f.bool('docker') && !f.bool('kubernetes')) throw new UsageError('nothing to do: --docker is off and --kubernetes is not set');
+    if (!f.bool('docker') && !f.bool('kubernetes') && !f.optStr('zookeeper') && f.list('static').length === 0) throw new UsageError('nothing to do: --docker is off and none of --kubernetes, --zookeeper, --static is set');
     const consul = createConsul(consulConfigFromFlags(f));
     const registry = createRegistry('registrator');
     const m = registratorMetrics(registry);
@@ -158,6 +160,18 @@ export const registratorCommand: Command = {
         const part = await startKubernetesPart({ f, log, m, audit, consul, host, signal: ctx.signal });
         parts.push(part.part);
         running.push(...part.running);
+      }
+      if (f.optStr('zookeeper')) {
+        const { startZooKeeperPart } = await import('./zookeeper-part.ts'); // the ZooKeeper client only when bridging
+        const zk = await startZooKeeperPart({ f, log, m, audit, consul, host, signal: ctx.signal });
+        parts.push(...zk.parts);
+        running.push(...zk.running);
+      }
+      if (f.list('static').length) {
+        const { startStaticPart } = await import('./static-part.ts');
+        const st = await startStaticPart({ f, log, m, audit, consul, host, signal: ctx.signal });
+        parts.push(st.part);
+        running.push(st.running);
       }
       log.info({ admin: admin.url }, 'registrator running');
       await Promise.allSettled(running);

@@ -79,9 +79,17 @@ export class LeaderElection {
       this.o.log.info({ session: this.session }, 'leader session was invalidated; making a new one');
     }
     const c = this.o.consul;
-    await c.request('PUT', '/v1/agent/check/register', { body: { ID: this.checkId, Name: 'Gantry registrator replica alive', TTL: `${Math.ceil(ttlMs / 1000)}s`, Status: 'passing' }, signal });
+    // the liveness check belongs to a service of its own: a node-level check going critical when a
+    // replica dies would mark every service on this agent's node critical (and stay so)
+    await c.request('PUT', '/v1/agent/service/register', {
+      body: {
+        ID: this.checkId, Name: 'gantry-registrator-replica', Tags: ['gantry-internal'], Meta: { 'gantry-leader-key': this.o.key },
+        Check: { CheckID: this.checkId, Name: 'Gantry registrator replica alive', TTL: `${Math.ceil(ttlMs / 1000)}s`, Status: 'passing', DeregisterCriticalServiceAfter: '1m' },
+      },
+      signal,
+    });
     const created = await c.request<{ ID: string }>('PUT', '/v1/session/create', {
-      body: { Name: `gantry-registrator ${this.o.id}`, NodeChecks: ['serfHealth', this.checkId], LockDelay: '1s', Behavior: 'release' },
+      body: { Name: `gantry-registrator ${this.o.id}`, NodeChecks: ['serfHealth'], ServiceChecks: [{ ID: this.checkId }], LockDelay: '1s', Behavior: 'release' },
       signal,
     });
     this.session = created.body.ID;
@@ -114,6 +122,6 @@ export class LeaderElection {
       await c.request('PUT', `/v1/kv/${key}`, { query: { release: this.session }, body: this.o.id, timeoutMs: 2000 }).catch(() => undefined);
       await c.request('PUT', `/v1/session/destroy/${this.session}`, { timeoutMs: 2000 }).catch(() => undefined);
     }
-    await c.request('PUT', `/v1/agent/check/deregister/${encodeURIComponent(this.checkId)}`, { timeoutMs: 2000 }).catch(() => undefined);
+    await c.request('PUT', `/v1/agent/service/deregister/${encodeURIComponent(this.checkId)}`, { timeoutMs: 2000 }).catch(() => undefined);
   }
 }

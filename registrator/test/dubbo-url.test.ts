@@ -12,7 +12,7 @@ const DUBBO_27 = 'dubbo%3A%2F%2F192.168.1.7%3A20880%2Fcom.acme.OrderService%3Fan
 // Dubbo 2.6 (no release, `dubbo` holds the framework version, revision given)
 const DUBBO_26 = 'dubbo%3A%2F%2F10.0.0.9%3A20881%2Fcom.acme.StockService%3Fanyhost%3Dtrue%26application%3Dstock%26dubbo%3D2.6.2%26generic%3Dfalse%26group%3Dwh1%26interface%3Dcom.acme.StockService%26methods%3Dget%26pid%3D77%26revision%3D1.2.0%26side%3Dprovider%26timestamp%3D1500000000000';
 
-const ctx = (extra: Partial<ProviderContext> = {}): ProviderContext => ({ owner: asOwnerId('zookeeper@zk1'), path: '/dubbo/x/providers/y', nameRule: 'interface', ...extra });
+const ctx = (extra: Partial<ProviderContext> = {}): ProviderContext => ({ owner: asOwnerId('zookeeper@zk1'), path: '/dubbo/x/providers', nameRule: 'interface', ...extra });
 const url = (name: string): DubboUrl => {
   const r = parseProviderNode(name);
   if (!r.ok) throw new Error(r.reason);
@@ -122,18 +122,18 @@ test('user info (user:password@) is dropped, never kept', (t) => {
 });
 
 test('provider → instance: name by interface (DNS-safe), tags, Meta, weights, origin', (t) => {
-  const r = providerToInstance(url(DUBBO_27), ctx({ path: '/dubbo/com.acme.OrderService/providers/x' }));
+  const r = providerToInstance(url(DUBBO_27), ctx({ path: '/dubbo/com.acme.OrderService/providers' }));
   if (r.kind !== 'instance') { t.fail(JSON.stringify(r)); return; }
   const i = r.instance;
   t.is(String(i.name), 'com-acme-orderservice');
   t.like(i, { address: '192.168.1.7', port: 20880, weights: { passing: 50, warning: 1 } });
   t.deepEqual(i.tags, ['dubbo', 'dubbo-dubbo', 'version=1.0.0']);
   t.like(i.meta, {
-    'gantry-owner': 'zookeeper@zk1', 'gantry-source': 'zookeeper', 'gantry-origin': '/dubbo/com.acme.OrderService/providers/x',
+    'gantry-owner': 'zookeeper@zk1', 'gantry-source': 'zookeeper', 'gantry-origin': '/dubbo/com.acme.OrderService/providers#192.168.1.7:20880',
     'dubbo-interface': 'com.acme.OrderService', 'dubbo-version': '1.0.0', 'dubbo-application': 'orders', 'dubbo-protocol': 'dubbo',
     'dubbo-release': '2.7.8', 'dubbo-methods': 'place,cancel', 'dubbo-side': 'provider',
   });
-  t.like(i.origin, { source: 'zookeeper', ref: '/dubbo/com.acme.OrderService/providers/x' });
+  t.like(i.origin, { source: 'zookeeper', ref: '/dubbo/com.acme.OrderService/providers#192.168.1.7:20880' });
   const old = providerToInstance(url(DUBBO_26), ctx());
   if (old.kind !== 'instance') { t.fail(); return; }
   t.like(old.instance.meta, { 'dubbo-release': '2.6.2', 'dubbo-group': 'wh1', 'dubbo-revision': '1.2.0' });

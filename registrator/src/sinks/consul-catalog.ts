@@ -84,7 +84,7 @@ export class ConsulCatalogSink {
     }
     const ops: unknown[] = [];
     for (const { action, instance } of entries) {
-      if (action === 'deregister') ops.push({ Service: { Verb: 'delete', Node: this.o.node, Service: { ID: instance.id } } });
+      if (action === 'deregister') ops.push({ Service: { Verb: 'delete', Node: this.o.node, Service: { ID: instance.id, Service: instance.name } } }); // Consul 1.22 wants the name too
       else {
         ops.push({ Service: { Verb: 'set', Node: this.o.node, Service: this.service(instance) } });
         ops.push({ Check: { Verb: 'set', Check: this.check(instance) } });

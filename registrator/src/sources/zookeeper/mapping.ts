@@ -20,7 +20,7 @@ export function parseNameRule(text: string): NameRule {
 
 export interface ProviderContext {
   owner: OwnerId;
-  /** the znode the URL came from (origin) */
+  /** the providers list the node is in (the origin is <path>#<host>:<port>) */
   path: string;
   nameRule: NameRule;
 }
@@ -72,10 +72,11 @@ export function providerToInstance(u: DubboUrl, c: ProviderContext): ProviderRes
   const version = u.params.get('version') ?? '';
   const id = escapeConsulId(`dubbo:${name.value}:${u.protocol}:${u.host}:${u.port}:${iface}:${group}:${version}`);
   if (!id.ok) return { kind: 'error', reason: `instance id: ${id.reason}` };
+  const origin = `${c.path.length <= 400 ? c.path : `${c.path.slice(0, 400)}...`}#${u.host}:${u.port}`;
   const meta: Record<string, string> = {
     [META.owner]: c.owner,
     [META.source]: 'zookeeper',
-    [META.origin]: c.path.length <= 512 ? c.path : `${c.path.slice(0, 480)}...`,
+    [META.origin]: origin,
     'dubbo-interface': iface,
     'dubbo-protocol': u.protocol,
   };
@@ -107,7 +108,7 @@ export function providerToInstance(u: DubboUrl, c: ProviderContext): ProviderRes
     kind: 'instance',
     instance: {
       id: asInstanceId(id.value), name: asServiceName(name.value), address: u.host, port: u.port, tags, meta, checks: [],
-      origin: { source: 'zookeeper', ref: c.path, name: iface },
+      origin: { source: 'zookeeper', ref: origin, name: iface },
       ...(weights ? { weights } : {}),
     },
   };
