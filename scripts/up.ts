@@ -58,6 +58,8 @@ async function main(): Promise<void> {
 function parts(ctx: { redisUrl: string; hosts: string; dnsmasqPid: string }): Array<{ name: string; args: string[]; where: string }> {
   const registratorAdmin = process.env.GANTRY_UP_REGISTRATOR_ADMIN ?? '127.0.0.1:9101';
   const templaterAdmin = process.env.GANTRY_UP_TEMPLATER_ADMIN ?? '127.0.0.1:9102';
+  const gatewayListen = process.env.GANTRY_UP_GATEWAY_LISTEN ?? '127.0.0.1:9080';
+  const gatewayAdmin = process.env.GANTRY_UP_GATEWAY_ADMIN ?? '127.0.0.1:9103';
   return [
     {
       name: 'registrator',
@@ -75,6 +77,12 @@ function parts(ctx: { redisUrl: string; hosts: string; dnsmasqPid: string }): Ar
         '--hosts-file', ctx.hosts, '--dnsmasq-pid-file', ctx.dnsmasqPid, '--state-dir', join(runDir, 'templater'),
       ],
       where: `http://${templaterAdmin}/metrics  (Consul → HAProxy L7 on ${l7Bind} by Host <service>.${domain}, L4 VIPs, hosts file)`,
+    },
+    {
+      // in front of the same containers as HAProxy: the same catalog, the same <service>.<domain> names
+      name: 'gateway',
+      args: ['gateway', '--listen', gatewayListen, '--admin-addr', gatewayAdmin, '--domain', domain, '--audit-redis', ctx.redisUrl, '--ratelimit-redis', ctx.redisUrl],
+      where: `http://${gatewayAdmin}/routes  (Consul → L7 gateway on ${gatewayListen}: Host <service>.${domain}, urlprefix- tags, KV policy under gantry/gateway/)`,
     },
   ];
 }

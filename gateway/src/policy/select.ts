@@ -30,6 +30,8 @@ export interface Selector<U extends Selectable> {
   readonly all: InstanceSet<U>;
 }
 
+const NONE: Selector<never>['matches'] = Object.freeze([]);
+
 const subsetName = (s: Subset): string => Object.entries(s).map(([k, v]) => `${k}=${v}`).join(',');
 
 function setOf<U extends Selectable>(name: string, instances: readonly U[]): InstanceSet<U> {
@@ -38,7 +40,7 @@ function setOf<U extends Selectable>(name: string, instances: readonly U[]): Ins
 
 export function compileSelector<U extends Selectable>(instances: readonly U[], p: ServicePolicy | undefined): Selector<U> {
   const all = setOf('all', instances);
-  if (!p) return { matches: [], active: undefined, split: undefined, all };
+  if (!p) return { matches: NONE, active: undefined, split: undefined, all };
   const sub = (name: string, s: Subset): InstanceSet<U> => setOf(name, instances.filter((i) => inSubset(s, i.tags, i.meta)));
   const matches = p.match.map((m) => ({ header: m.header, cookie: m.cookie, value: m.value, set: sub(subsetName(m.subset), m.subset) }));
   const activeSubset = p.active !== undefined ? p.subsets.get(p.active) : undefined;

@@ -42,14 +42,15 @@ export interface Route {
   readonly cum: readonly number[];
 }
 
+/** the routes of one host (or of any host) by path prefix; most hosts have one route, '/' */
 class PathIndex {
   private readonly byPrefix = new Map<string, Route>();
-  private lengths: number[] = [];
+  private lengths: readonly number[] = [];
   add(r: Route): void {
     this.byPrefix.set(r.path, r);
   }
   seal(): void {
-    this.lengths = [...new Set([...this.byPrefix.keys()].map((p) => p.length))].sort((a, b) => b - a);
+    this.lengths = [...new Set(Array.from(this.byPrefix.keys(), (p) => p.length))].sort((a, b) => b - a);
   }
   match(path: string): Route | undefined {
     for (const len of this.lengths) {
@@ -61,9 +62,14 @@ class PathIndex {
   }
 }
 
+function matchOne(entry: Route | PathIndex, path: string): Route | undefined {
+  if (entry instanceof PathIndex) return entry.match(path);
+  return path.startsWith(entry.path) ? entry : undefined;
+}
+
 export class RouteTable {
-  private readonly hosts = new Map<string, PathIndex>();
-  private readonly anyHost = new PathIndex();
+  /** a host with one route holds it directly; with more, an index */
+  private readonly hosts = new Map<string, Route | PathIndex>();
   readonly routes: Route[] = [];
   /** proto://address:port of every upstream (routes and mirrors) */
   readonly upstreamKeys = new Set<string>();
@@ -73,25 +79,27 @@ export class RouteTable {
 
   add(r: Route): void {
     this.routes.push(r);
-    if (r.host === '') { this.anyHost.add(r); return; }
-    let idx = this.hosts.get(r.host);
-    if (!idx) { idx = new PathIndex(); this.hosts.set(r.host, idx); }
+    const had = this.hosts.get(r.host);
+    if (had === undefined) { this.hosts.set(r.host, r); return; }
+    let idx: PathIndex;
+    if (had instanceof PathIndex) idx = had;
+    else { idx = new PathIndex(); idx.add(had); this.hosts.set(r.host, idx); }
     idx.add(r);
   }
 
   seal(): void {
-    this.anyHost.seal();
-    for (const idx of this.hosts.values()) idx.seal();
+    for (const e of this.hosts.values()) if (e instanceof PathIndex) e.seal();
   }
 
   /** host: lower case without port; path: the request path without the query */
   lookup(host: string, path: string): Route | undefined {
-    const idx = this.hosts.get(host);
-    if (idx) {
-      const r = idx.match(path);
+    const h = this.hosts.get(host);
+    if (h !== undefined && host !== '') {
+      const r = matchOne(h, path);
       if (r) return r;
     }
-    return this.anyHost.match(path);
+    const any = this.hosts.get('');
+    return any === undefined ? undefined : matchOne(any, path);
   }
 
   /** the live table as /routes shows it */
@@ -124,47 +132,53 @@ export interface BuildResult {
   errors: string[];
 }
 
+const ONE: readonly number[] = Object.freeze([1]);
+
 interface PendingTarget { service: string; spec: RouteSpec; instances: Upstream[] }
 
 /** Builds a table from a snapshot; pure apart from the outlier states it attaches. */
 export function buildTable(snap: CatalogSnapshot, policies: PolicySet, outliers: OutlierDetector, o: BuildOptions): BuildResult {
   const errors = [...policies.errors];
   const table = new RouteTable(snap.version, Date.now());
-  const byRoute = new Map<string, Map<string, PendingTarget>>();
+  // host + path → the services on it (one in the common case)
+  const byRoute = new Map<string, PendingTarget | PendingTarget[]>();
   const healthyByService = new Map<string, Upstream[]>();
   const upstreamOf = (service: string, i: { id: string; node: string; address: string; port: number; tags: readonly string[]; meta: Readonly<Record<string, string>>; status: HealthStatus }, proto: Proto, skip: boolean): Upstream => {
     const key = `${proto}://${i.address.includes(':') ? `[${i.address}]` : i.address}:${i.port}`;
     return { key, address: i.address, port: i.port, proto, tlsSkipVerify: skip, service, id: i.id, node: i.node, tags: i.tags, meta: i.meta, status: i.status, health: outliers.state(key) };
   };
+  const hostMetaKey = o.hostTag.replace(/\./g, '-');
   for (const [service, instances] of snap.services) {
-    const specCache = new Map<string, ReturnType<typeof routeSpecs>>();
+    const specCache = instances.length > 1 ? new Map<string, ReturnType<typeof routeSpecs>>() : undefined;
     const healthy: Upstream[] = [];
     for (const inst of instances) {
       const serves = inst.status === 'passing' || (o.includeWarning && inst.status === 'warning');
       if (serves && inst.port > 0 && inst.address) healthy.push(upstreamOf(service, inst, 'http', false));
-      const cacheKey = inst.tags.join('\n') + (inst.meta[o.hostTag.replace(/\./g, '-')] ?? '');
-      let parsed = specCache.get(cacheKey);
+      const cacheKey = specCache && inst.tags.join('\n') + (inst.meta[hostMetaKey] ?? '');
+      let parsed = cacheKey === undefined ? undefined : specCache!.get(cacheKey);
       if (!parsed) {
         parsed = routeSpecs(service, inst.tags, inst.meta, o);
-        specCache.set(cacheKey, parsed);
+        if (cacheKey !== undefined) specCache!.set(cacheKey, parsed);
         for (const e of parsed.errors) errors.push(e);
       }
       for (const spec of parsed.specs) {
-        const rk = `${spec.host}\u0000${spec.path}`;
-        let targets = byRoute.get(rk);
-        if (!targets) { targets = new Map(); byRoute.set(rk, targets); }
-        let t = targets.get(service);
-        if (!t) { t = { service, spec, instances: [] }; targets.set(service, t); }
+        const rk = spec.host + spec.path; // a host never holds '/'
+        const had = byRoute.get(rk);
+        let t: PendingTarget | undefined;
+        if (had === undefined) { t = { service, spec, instances: [] }; byRoute.set(rk, t); }
+        else if (Array.isArray(had)) {
+          t = had.find((x) => x.service === service);
+          if (!t) { t = { service, spec, instances: [] }; had.push(t); }
+        } else if (had.service === service) t = had;
+        else { t = { service, spec, instances: [] }; byRoute.set(rk, [had, t]); }
         if (serves && inst.port > 0 && inst.address) t.instances.push(spec.proto === 'http' && !spec.tlsSkipVerify ? healthy[healthy.length - 1]! : upstreamOf(service, inst, spec.proto, spec.tlsSkipVerify));
       }
     }
     healthyByService.set(service, healthy);
   }
-  for (const [rk, targets] of byRoute) {
-    const sep = rk.indexOf('\u0000');
-    const host = rk.slice(0, sep);
-    const path = rk.slice(sep + 1);
-    const list = [...targets.values()];
+  for (const targets of byRoute.values()) {
+    const list = Array.isArray(targets) ? targets : [targets];
+    const { host, path } = list[0]!.spec;
     // fabio's rule: explicit weights take their share, the others split what is left equally
     const explicit = list.reduce((a, t) => a + (t.spec.weight ?? 0), 0);
     const implicit = list.filter((t) => t.spec.weight === undefined).length;
@@ -188,8 +202,8 @@ export function buildTable(snap: CatalogSnapshot, policies: PolicySet, outliers:
       };
     });
     let acc = 0;
-    const cum = built.map((t) => (acc += t.share));
-    cum[cum.length - 1] = 1;
+    const cum = built.length === 1 ? ONE : built.map((t) => (acc += t.share));
+    if (cum !== ONE) (cum as number[])[cum.length - 1] = 1;
     table.add({ id: `${host || '*'}${path}`, host, path, targets: built, cum });
   }
   table.seal();

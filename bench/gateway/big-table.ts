@@ -1,0 +1,56 @@
+// A child of bench/gateway.ts: holds a catalog snapshot of N services (2 routes
+// each: <service>.<domain> and urlprefix-/pN), then builds and swaps the live
+// table through the gateway's own code path (RouteSource → Gateway.swap) five
+// times. Between phases it prints a mark and waits for a line on stdin, so the
+// parent can read this process's RSS from /proc.
+import { createInterface } from 'node:readline';
+import { createLogger, createRegistry } from '@gantry/core';
+import type { CatalogInstance, CatalogSnapshot } from '@gantry/templater';
+import { Gateway, RouteSource, OutlierDetector, RateLimiter } from '@gantry/gateway';
+import { Pools } from '../../gateway/src/proxy/pools.ts';
+import { Mirror } from '../../gateway/src/policy/mirror.ts';
+import { RetryBudget } from '../../gateway/src/policy/retry.ts';
+import { createGatewayMetrics } from '../../gateway/src/admin/metrics.ts';
+
+const n = Number(process.argv[2] ?? 50_000);
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const mark = async (what: string): Promise<void> => { process.stdout.write(`${what} \n`); await lines.next(); };
+
+const services = new Map<string, CatalogInstance[]>();
+for (let i = 0; i < n; i++) {
+  const name = `svc${i}`;
+  services.set(name, [{
+    key: `node\u0000${name}-1`, node: 'node', nodeAddress: '10.0.0.1', id: `${name}-1`, service: name,
+    address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 8080, tags: [`urlprefix-/p${i}`], meta: {}, modifyIndex: i, status: 'passing',
+  }]);
+}
+let version = 1;
+const snapshot = (): CatalogSnapshot => ({ services, kv: new Map(), indexes: { catalog: '1', health: '1', kv: null }, version: version++ });
+let current: CatalogSnapshot = snapshot();
+await mark('snapshot');
+
+const log = createLogger({ component: 'gateway', level: 'warn' });
+const metrics = createGatewayMetrics(createRegistry('gateway'));
+const outliers = new OutlierDetector({ consecutive: 5, baseEjectMs: 5000, maxEjectMs: 60_000 });
+const gateway = new Gateway({
+  pools: new Pools({ maxSockets: 512, maxFreeSockets: 128, idleTimeoutMs: 30_000 }), outliers,
+  budget: new RetryBudget({ ratio: 0.2, minPerSecond: 10, windowMs: 10_000 }),
+  mirror: new Mirror({ maxInflight: 64, maxBodyBytes: 65_536, timeoutMs: 5000 }, { onSent: () => undefined, onDrop: () => undefined }),
+  limiter: new RateLimiter({ redisUrl: undefined, keyPrefix: '', fallback: 'local', timeoutMs: 100, log }),
+  metrics, log, accessLog: undefined, timeouts: { connectMs: 1000, headerMs: 30_000, idleMs: 60_000 }, maxAttempts: 3, proto: 'http',
+});
+const buildMs: number[] = [];
+const source = new RouteSource({
+  source: { snapshot: () => current, onChange: () => () => undefined }, outliers, log, owner: 'bench', host: 'bench',
+  build: { domain: 'gantry.test', prefix: 'urlprefix-', hostTag: 'gantry.host', pathTag: 'gantry.path', includeWarning: false },
+  swap: (table) => gateway.swap(table),
+});
+for (let pass = 0; pass < 5; pass++) {
+  current = snapshot();
+  const t0 = performance.now();
+  source.apply(current);
+  buildMs.push(performance.now() - t0);
+}
+await mark('swapped');
+process.stdout.write(`times ${JSON.stringify({ buildMs, routes: gateway.current()?.routes.length ?? 0 })}\ndone\n`);
+process.exit(0);
