@@ -5,7 +5,7 @@
 // parent can read this process's RSS from /proc.
 import { createInterface } from 'node:readline';
 import { createLogger, createRegistry } from '@gantry/core';
-import type { CatalogInstance, CatalogSnapshot } from '@gantry/templater';
+import type { CatalogInstance, CatalogSnapshot } from '@gantry/core';
 import { Gateway, RouteSource, OutlierDetector, RateLimiter } from '@gantry/gateway';
 import { Pools } from '../../gateway/src/proxy/pools.ts';
 import { Mirror } from '../../gateway/src/policy/mirror.ts';
@@ -21,7 +21,7 @@ for (let i = 0; i < n; i++) {
   const name = `svc${i}`;
   services.set(name, [{
     key: `node\u0000${name}-1`, node: 'node', nodeAddress: '10.0.0.1', id: `${name}-1`, service: name,
-    address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 8080, tags: [`urlprefix-/p${i}`], meta: {}, modifyIndex: i, status: 'passing',
+    address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 8080, tags: [`urlprefix-/p${i}`], meta: {}, createIndex: i, modifyIndex: i, status: 'passing',
   }]);
 }
 let version = 1;

@@ -6,9 +6,9 @@ import { hostname } from 'node:os';
 import { pino } from 'pino';
 import {
   UsageError, createConsul, createLogger, createRegistry, startAdminServer, consulFlags, commonFlags,
-  consulConfigFromFlags, escapeDnsName, errorMessage, splitHostPort, type Command, type FlagSpec,
+  consulConfigFromFlags, escapeDnsName, errorMessage, splitHostPort, CatalogWatcher, type Command, type FlagSpec,
 } from '@gantry/core';
-import { ConsulWatcher } from '@gantry/templater';
+
 import { AuditWriter } from '@gantry/audit';
 import { Gateway } from './gateway.ts';
 import { RouteSource } from './routes/source.ts';
@@ -102,7 +102,7 @@ export const gatewayCommand: Command = {
     });
 
     const consul = createConsul(consulConfigFromFlags(f));
-    const watcher = new ConsulWatcher({
+    const watcher = new CatalogWatcher({
       consul, log, kvPrefix: f.str('kv-prefix'),
       waitMs: f.ms('consul-wait'), minSpacingMs: f.ms('consul-min-spacing'), resyncMs: f.ms('resync-interval'),
     });

@@ -2,7 +2,7 @@
 // fabio's urlprefix- syntax, gantry.host/gantry.path, <service>.<domain>,
 // longest prefix, host before path, health filter, fabio weights, bad tags named.
 import test from 'ava';
-import type { CatalogInstance, CatalogSnapshot } from '@gantry/templater';
+import type { CatalogInstance, CatalogSnapshot } from '@gantry/core';
 import { buildTable, parsePolicies, routeSpecs, OutlierDetector } from '@gantry/gateway';
 
 const opts = { domain: 'gantry.test', prefix: 'urlprefix-', hostTag: 'gantry.host', pathTag: 'gantry.path', includeWarning: false };
