@@ -195,6 +195,7 @@ export class Gateway {
     let tried: Set<Upstream> | undefined;
     let u: Upstream | undefined;
     let attempts = 0;
+    let note: string | undefined;
     for (;;) {
       u = pickInstance(set, this.o.outliers, Date.now(), tried);
       if (!u) {
@@ -203,6 +204,11 @@ export class Gateway {
       }
       attempts++;
       const r = await forward(req, res, this.o.pools.get(u), upath, headers, body, id, this.o.timeouts);
+      if (r.clientGone) {
+        if (u.health.probing) u.health.probing = false; // no verdict on a half-open probe
+        note = 'client closed the connection';
+        break;
+      }
       if (r.failure === undefined) {
         if (r.status >= 500) this.fail(u, Date.now());
         else this.o.outliers.success(u.health);
@@ -222,7 +228,7 @@ export class Gateway {
       this.replyFailure(res, id, target.service, r.failure);
       break;
     }
-    log(route, target, u, attempts);
+    log(route, target, u, attempts, note);
   }
 
   private fail(u: Upstream, now: number): void {

@@ -33,6 +33,8 @@ export interface ForwardResult {
   responded: boolean;
   /** the request went out on a pooled (reused) connection */
   reused: boolean;
+  /** the client went away first: not the upstream's fault */
+  clientGone: boolean;
 }
 
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN']);
@@ -42,6 +44,7 @@ class Attempt {
   private connected = false;
   private responded = false;
   private reused = false;
+  private clientGone = false;
   private failure: Failure | undefined;
   private status = 0;
   private connectTimer: NodeJS.Timeout | undefined;
@@ -73,7 +76,12 @@ class Attempt {
     this.up.on('response', (ur: IncomingMessage) => this.onResponse(ur));
     this.up.on('error', (err: NodeJS.ErrnoException) => this.onError(err));
     this.up.on('close', () => { if (!this.responded) this.fail(this.connected ? 'reset' : 'connect', 'upstream connection closed'); });
-    res.on('close', () => { if (!res.writableFinished) this.up.destroy(); });
+    res.on('close', () => {
+      if (res.writableFinished || this.done) return;
+      this.clientGone = true;
+      this.up.destroy();
+      this.end(undefined, 'client closed the connection');
+    });
     if (hasBody) req.pipe(this.up);
     else this.up.end();
   }
@@ -119,7 +127,7 @@ class Attempt {
     clearTimeout(this.headerTimer);
     clearTimeout(this.connectTimer);
     this.pool.release();
-    this.resolve({ status: this.status, failure, error, responded: this.responded, reused: this.reused });
+    this.resolve({ status: this.status, failure, error, responded: this.responded, reused: this.reused, clientGone: this.clientGone });
   }
 }
 
