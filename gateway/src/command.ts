@@ -78,7 +78,7 @@ export const gatewayCommand: Command = {
     const metrics = createGatewayMetrics(registry);
     const accessLog = f.bool('access-log')
       ? ctx.stdout === process.stdout
-        ? pino({ base: { component: 'gateway' }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, pino.destination({ dest: 1, sync: false, minLength: 4096 }))
+        ? pino({ base: { component: 'gateway' }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, pino.destination({ dest: 1, sync: false }))
         : log
       : undefined;
     const outliers = new OutlierDetector({ consecutive: f.int('eject-after'), baseEjectMs: f.ms('eject-time'), maxEjectMs: f.ms('eject-max') });
@@ -164,6 +164,7 @@ export const gatewayCommand: Command = {
     server.closeIdleConnections();
     await new Promise((r) => setTimeout(r, 200).unref());
     server.closeAllConnections();
+    gateway.closeUpgraded();
     pools.closeAll();
     mirror.close();
     limiter.close();

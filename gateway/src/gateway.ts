@@ -75,6 +75,8 @@ function upstreamPath(url: string, path: string, strip: string | undefined): str
 
 export class Gateway {
   private table: RouteTable | undefined;
+  /** client sockets of upgraded connections: the HTTP server no longer tracks them */
+  private readonly upgraded = new Set<Duplex>();
   private readonly metricChildren = new Map<string, { latency: ReturnType<GatewayMetrics['latency']['labels']>; codes: Array<ReturnType<GatewayMetrics['requests']['labels']> | undefined> }>();
 
   private readonly o: GatewayOptions;
@@ -92,6 +94,11 @@ export class Gateway {
   }
 
   current(): RouteTable | undefined { return this.table; }
+
+  /** ends upgraded connections (WebSockets) at shutdown */
+  closeUpgraded(): void {
+    for (const s of this.upgraded) s.destroy();
+  }
 
   /** attaches the pipeline to an HTTP server */
   attach(server: http.Server): void {
@@ -196,10 +203,12 @@ export class Gateway {
     let u: Upstream | undefined;
     let attempts = 0;
     let note: string | undefined;
+    let lastFailure: Failure | undefined;
     for (;;) {
       u = pickInstance(set, this.o.outliers, Date.now(), tried);
       if (!u) {
-        replyError(res, 503, id, `no instance of ${target.service} could answer`);
+        if (lastFailure) this.replyFailure(res, id, target.service, lastFailure);
+        else replyError(res, 503, id, `no instance of ${target.service} could answer`);
         break;
       }
       attempts++;
@@ -215,6 +224,7 @@ export class Gateway {
         break;
       }
       this.o.metrics.upstreamErrors.inc({ service: target.service, failure: r.failure });
+      lastFailure = r.failure;
       this.fail(u, Date.now());
       this.o.log.debug({ requestId: id, service: target.service, instance: u.id, upstream: u.key, failure: r.failure, err: r.error }, 'upstream attempt failed');
       if (r.responded) break;
@@ -247,6 +257,8 @@ export class Gateway {
   async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const id = this.requestId(req);
     socket.on('error', () => socket.destroy());
+    this.upgraded.add(socket);
+    socket.once('close', () => this.upgraded.delete(socket));
     const bad = hostileReason(req);
     if (bad) {
       this.o.metrics.hostile.inc();

@@ -5,6 +5,7 @@
 import http from 'node:http';
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type Docker from 'dockerode';
 import { startGantry, type GantryProcess } from '../../test/harness/gantry.ts';
 import { freePort, sleep, waitUntil } from '../../test/harness/process.ts';
@@ -99,6 +100,9 @@ export interface Reply { status: number; body: string; headers: http.IncomingHtt
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
+/** closes the pooled client connections (call in test.after.always, or the worker cannot exit) */
+export function closeClients(): void { agent.destroy(); }
+
 export function request(url: string, o: { host?: string; method?: string; headers?: Record<string, string>; body?: string | Buffer; timeoutMs?: number } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
@@ -181,7 +185,10 @@ export async function testUpstream(name: string, handler?: (req: http.IncomingMe
     req.on('end', () => res.end(name));
   });
   // WebSocket echo (RFC 6455): handshake, then every client frame is unmasked and sent back
+  const upgraded = new Set<Duplex>();
   server.on('upgrade', (req, socket) => {
+    upgraded.add(socket);
+    socket.on('close', () => upgraded.delete(socket));
     const key = String(req.headers['sec-websocket-key'] ?? '');
     const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nX-Upstream: ${name}\r\n\r\n`);
@@ -211,7 +218,11 @@ export async function testUpstream(name: string, handler?: (req: http.IncomingMe
   server.keepAliveTimeout = 30_000;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   up.port = (server.address() as AddressInfo).port;
-  up.close = () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); });
+  up.close = () => new Promise<void>((r) => {
+    for (const s of upgraded) s.destroy(); // upgraded sockets are no longer the server's to close
+    server.closeAllConnections();
+    server.close(() => r());
+  });
   return up;
 }
 

@@ -10,7 +10,7 @@ import { manageEngines } from '../../test/harness/ava.ts';
 import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
 import { startRedis, type RedisEngine } from '../../test/harness/engines/redis.ts';
 import { ensureDocker, newRunId, cleanupContainers } from '../../test/harness/engines/docker.ts';
-import { register, kvPut, startGateway, waitInstances, waitPolicy, request, busybox, testUpstream, load, waitCount, sleep, type Gw, type TestUpstream } from './helpers.ts';
+import { register, kvPut, startGateway, waitInstances, waitPolicy, request, busybox, testUpstream, load, waitCount, sleep, type Gw, closeClients, type TestUpstream } from './helpers.ts';
 
 const track = manageEngines(test);
 const runId = newRunId();
@@ -36,6 +36,7 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
+  closeClients();
   await Promise.allSettled(ups.map((u) => u.close()));
   if (docker) await cleanupContainers(docker, runId);
 });
