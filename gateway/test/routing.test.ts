@@ -31,7 +31,7 @@ test.before(async () => {
   docker = await ensureDocker();
   [web, api, echo] = await Promise.all([
     busybox(docker, runId, 'web', 'web-a', ['app']),
-    busybox(docker, runId, 'api', 'api-svc', ['api', 'v1']),
+    busybox(docker, runId, 'api', 'api-svc', ['api', 'api/v1']),
     testUpstream('echo', (req, res) => req.on('end', () => {
       res.setHeader('connection', 'keep-alive, x-secret-hop');
       res.setHeader('x-secret-hop', 'must-not-reach-the-client');
