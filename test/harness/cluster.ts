@@ -58,6 +58,8 @@ export interface ConsulCluster {
   readonly clients: ConsulNode[];
   /** every address the cluster uses */
   readonly addresses: string[];
+  /** an address of the cluster's network for other engines (Redis …), reachable from every host, partitionable ones too */
+  readonly engineAddress: string;
   /** what stop() removes: its directory, network namespaces and links */
   readonly dir: string;
   readonly netns: string[];
@@ -140,7 +142,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ConsulClu
       await ip('link', 'set', ifName, 'up');
     }
     const serverAddrs = [11, 12, 13].map((n) => `${prefix}${n}`);
-    for (const a of serverAddrs) if (bridged) await ip('addr', 'add', `${a}/32`, 'dev', ifName);
+    for (const a of [...serverAddrs, `${prefix}5`]) if (bridged) await ip('addr', 'add', `${a}/32`, 'dev', ifName);
     for (let i = 0; i < 3; i++) nodes.push(makeNode({ role: 'server', name: `${id}-server-${i + 1}`, address: serverAddrs[i]!, join: serverAddrs, dir, hcl: opts.hcl }));
     for (let i = 0; i < nClients; i++) {
       const name = `${id}-host-${String.fromCharCode(97 + i)}`;
@@ -173,6 +175,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ConsulClu
     servers,
     clients,
     addresses: nodes.map((n) => n.address),
+    engineAddress: `${prefix}5`,
     dir,
     netns: [...vms.values()].map((v) => v.name),
     links: [...(bridged ? [ifName] : []), ...[...vms.values()].map((v) => v.hostIf)],

@@ -42,6 +42,8 @@ export interface RedisSentinelOptions {
   password?: string;
   /** down-after-milliseconds (default 1000) */
   downAfterMs?: number;
+  /** the address every node binds and is announced at (default 127.0.0.1) */
+  bind?: string;
 }
 
 /** the bulk strings of a RESP reply, in order */
@@ -59,7 +61,8 @@ export async function startRedisSentinel(opts: RedisSentinelOptions = {}): Promi
   const masterName = opts.masterName ?? 'gantry';
   const password = opts.password;
   const dir = tempDir('redis-sentinel');
-  const [p0, p1, s0, s1, s2] = await freePorts(5);
+  const host = opts.bind ?? '127.0.0.1';
+  const [p0, p1, s0, s1, s2] = await freePorts(5, host);
   const auth = password ? `AUTH ${password}\r\n` : '';
   const server = systemBin('redis-server');
   const sentinelBin = systemBin('redis-sentinel');
@@ -76,7 +79,7 @@ export async function startRedisSentinel(opts: RedisSentinelOptions = {}): Promi
         const [cmd, args] = launchArgs();
         const proc = spawnEngine(`redis ${name}`, cmd, args, { logFile, cwd: dir });
         node.proc = proc;
-        await waitUntil(`redis ${name}`, async () => (await socketCommand({ host: '127.0.0.1', port }, `${ready}QUIT\r\n`, 1000)).includes('+PONG'), { proc, timeoutMs: 15_000 })
+        await waitUntil(`redis ${name}`, async () => (await socketCommand({ host, port }, `${ready}QUIT\r\n`, 1000)).includes('+PONG'), { proc, timeoutMs: 15_000 })
           .catch(async (err: unknown) => { await proc.kill(); throw err; });
       },
     };
@@ -85,10 +88,10 @@ export async function startRedisSentinel(opts: RedisSentinelOptions = {}): Promi
   };
 
   const dataArgs = (port: number, replicaOf?: number): string[] => [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no',
+    '--port', String(port), '--bind', host, '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no',
     '--protected-mode', 'no', '--dbfilename', `dump-${port}.rdb`,
     ...(password ? ['--requirepass', password, '--masterauth', password] : []),
-    ...(replicaOf ? ['--replicaof', '127.0.0.1', String(replicaOf)] : []),
+    ...(replicaOf ? ['--replicaof', host, String(replicaOf)] : []),
   ];
   // the first node starts as master, the second as its replica; after a failover
   // a restarted node starts as a replica of whoever is master then
@@ -98,8 +101,8 @@ export async function startRedisSentinel(opts: RedisSentinelOptions = {}): Promi
   const sentinels = [s0!, s1!, s2!].map((port, i) => {
     const conf = join(dir, `sentinel-${i}.conf`);
     writeFileSync(conf, [
-      `port ${port}`, 'bind 127.0.0.1', 'protected-mode no', `dir ${dir}`,
-      `sentinel monitor ${masterName} 127.0.0.1 ${p0} 2`,
+      `port ${port}`, `bind ${host}`, 'protected-mode no', `dir ${dir}`,
+      `sentinel monitor ${masterName} ${host} ${p0} 2`,
       `sentinel down-after-milliseconds ${masterName} ${opts.downAfterMs ?? 1000}`,
       `sentinel failover-timeout ${masterName} 10000`,
       `sentinel parallel-syncs ${masterName} 1`,
@@ -110,7 +113,7 @@ export async function startRedisSentinel(opts: RedisSentinelOptions = {}): Promi
   });
 
   const askSentinel = async (port: number): Promise<number | undefined> => {
-    const reply = await socketCommand({ host: '127.0.0.1', port }, `SENTINEL get-master-addr-by-name ${masterName}\r\nQUIT\r\n`, 1000);
+    const reply = await socketCommand({ host, port }, `SENTINEL get-master-addr-by-name ${masterName}\r\nQUIT\r\n`, 1000);
     const [, p] = respStrings(reply);
     return p ? Number(p) : undefined;
   };
@@ -118,7 +121,7 @@ export async function startRedisSentinel(opts: RedisSentinelOptions = {}): Promi
   const engine: RedisSentinelEngine = {
     masterName,
     password,
-    url: `redis+sentinel://${password ? `:${encodeURIComponent(password)}@` : ''}${sentinels.map((s) => `127.0.0.1:${s.port}`).join(',')}/${masterName}`,
+    url: `redis+sentinel://${password ? `:${encodeURIComponent(password)}@` : ''}${sentinels.map((s) => `${host}:${s.port}`).join(',')}/${masterName}`,
     nodes: [n0, n1],
     sentinels,
     async masterPort() {
@@ -145,13 +148,13 @@ export async function startRedisSentinel(opts: RedisSentinelOptions = {}): Promi
         const p = await engine.masterPort().catch(() => undefined);
         if (p === undefined || p === killed.port) return undefined;
         // promoted: it answers as master
-        const role = await socketCommand({ host: '127.0.0.1', port: p }, `${auth}ROLE\r\nQUIT\r\n`, 1000).catch(() => '');
+        const role = await socketCommand({ host, port: p }, `${auth}ROLE\r\nQUIT\r\n`, 1000).catch(() => '');
         return role.includes('master') ? p : undefined;
       }, { timeoutMs, intervalMs: 100 });
       masterNow = next;
       return { killed, failoverMs: Date.now() - t0 };
     },
-    command: (node, command) => socketCommand({ host: '127.0.0.1', port: node.port }, `${auth}${command}\r\nQUIT\r\n`, 5000),
+    command: (node, command) => socketCommand({ host, port: node.port }, `${auth}${command}\r\nQUIT\r\n`, 5000),
     async stop() {
       await Promise.allSettled(all.map((n) => n.proc?.stop(2000)));
       removeDir(dir);
@@ -169,7 +172,7 @@ export async function startRedisSentinel(opts: RedisSentinelOptions = {}): Promi
     await waitUntil('redis replica in sync', async () => (await engine.command(n1, 'INFO replication')).includes('master_link_status:up'), { timeoutMs: 30_000, intervalMs: 100 });
     await waitUntil('sentinels see the replica and each other', async () => {
       for (const s of sentinels) {
-        const reply = await socketCommand({ host: '127.0.0.1', port: s.port }, `SENTINEL master ${masterName}\r\nQUIT\r\n`, 1000);
+        const reply = await socketCommand({ host, port: s.port }, `SENTINEL master ${masterName}\r\nQUIT\r\n`, 1000);
         const f = respStrings(reply);
         const field = (k: string): number => Number(f[f.indexOf(k) + 1] ?? 0);
         if (field('num-slaves') < 1 || field('num-other-sentinels') < 2) return false;
