@@ -2,8 +2,12 @@ import test from 'ava';
 import fc from 'fast-check';
 import {
   escapeDnsLabel, escapeDnsName, escapeConsulServiceName, escapeConsulId, escapeConsulMetaKey,
-  escapeHAProxyIdentifier, escapeHAProxyValue, escapeLogField, checkConsulTag, checkConsulMetaValue,
+  escapeHAProxyIdentifier, escapeHAProxyValue, escapeHAProxyLogFormat, escapeLogField, checkConsulTag, checkConsulMetaValue,
 } from '../src/escape.ts';
+import { startHAProxy } from '../../test/harness/engines/haproxy.ts';
+import { manageEngines } from '../../test/harness/ava.ts';
+
+const track = manageEngines(test);
 
 // Inputs as hostile as they come: every unicode code point, config-breaking
 // punctuation, control characters, and very long strings.
@@ -52,7 +56,9 @@ test('HAProxy value: always one word on one line (bare safe chars, or a closed, 
     const r = escapeHAProxyValue(input);
     if (!r.ok) return r.reason.length > 0;
     if (/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(r.value)) return false;
-    if (!r.changed) return /^[A-Za-z0-9._~:/?&=%@+,;!*()[\]-]+$/.test(r.value);
+    // no '%' ever: in a log-format argument it could be a %[...] sample fetch or a %ci variable
+    if (r.value.includes('%')) return false;
+    if (!r.changed) return /^[A-Za-z0-9._~:/?&=@+,;!*()[\]-]+$/.test(r.value);
     // quoted: starts and ends with ", and every " ' $ # \ inside is escaped
     if (!r.value.startsWith('"') || !r.value.endsWith('"')) return false;
     const inner = r.value.slice(1, -1);
@@ -71,6 +77,60 @@ test('HAProxy value: a newline can never add a line; an overlong value is refuse
   const quoted = escapeHAProxyValue('a b#c"d');
   t.true(quoted.ok);
   t.is(quoted.ok ? quoted.value : '', '"a b\\#c\\"d"');
+});
+
+test('HAProxy value: %[...] is refused with a reason pointing at the log-format escaper', (t) => {
+  const r = escapeHAProxyValue('/x%[req.hdr(cookie)]');
+  t.false(r.ok);
+  t.regex(r.ok ? '' : r.reason, /'%'.*log-format.*escapeHAProxyLogFormat/);
+  t.false(escapeHAProxyValue('%ci').ok);
+});
+
+test('HAProxy log-format text: every % doubled, one word on one line', (t) => {
+  fc.assert(fc.property(hostile, (input) => {
+    const r = escapeHAProxyLogFormat(input);
+    if (!r.ok) return r.reason.length > 0;
+    if (/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(r.value)) return false;
+    const inner = r.value.startsWith('"') ? r.value.slice(1, -1) : r.value;
+    // every '%' is part of a '%%' pair: HAProxy writes one literal '%' and evaluates nothing
+    if (/%/.test(inner.replaceAll('%%', ''))) return false;
+    if (!r.value.startsWith('"')) return /^[A-Za-z0-9._~:/?&=@+,;!*()[\]%-]+$/.test(r.value);
+    return r.value.endsWith('"') && !/(^|[^\\])(\\\\)*["'$#]/.test(inner);
+  }), params);
+  t.deepEqual(escapeHAProxyLogFormat('%[src]'), { ok: true, value: '%%[src]', changed: true });
+  t.pass();
+});
+
+test('HAProxy log-format text: a real HAProxy answers each escaped text literally (nothing evaluated)', async (t) => {
+  // generated hostile texts (no control characters: those are refused) go through lf-string of a
+  // real HAProxy; the body must be the input, byte for byte: no %[...] fetched, no ${} expanded
+  const printable = fc.array(fc.oneof(
+    fc.constantFrom('%[src]', '%ci', '%{+Q}o', '%', '%%', '${HOME}', '$', '#', '"', "'", '\\', '\\x41', ' ', '{', '}', 'a', 'Z', '/', 'é'),
+    fc.string({ minLength: 1, maxLength: 3 }).filter((s) => !/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(s)),
+  ), { minLength: 1, maxLength: 12 }).map((a) => a.join(''));
+  const inputs = [...new Set(['%[src]', 'a %[req.hdr(host)] b', '${HOME}%ci', ...fc.sample(printable, { numRuns: 40, seed: 42 })])];
+  const h = await startHAProxy({
+    config: (p) => `global
+    stats socket ${p.dir}/admin.sock mode 600 level admin
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 5s
+    timeout server 5s
+frontend f
+    bind 127.0.0.1:${p.httpPort}
+${inputs.map((input, i) => {
+  const r = escapeHAProxyLogFormat(input);
+  if (!r.ok) throw new Error(`refused ${JSON.stringify(input)}: ${r.reason}`);
+  return `    http-request return status 200 content-type text/plain lf-string ${r.value} if { path /${i} }`;
+}).join('\n')}
+`,
+  });
+  track('haproxy', h);
+  for (const [i, input] of inputs.entries()) {
+    const res = await fetch(`http://127.0.0.1:${h.httpPort}/${i}`);
+    t.is(Buffer.from(await res.arrayBuffer()).toString('utf8'), input, `input ${i}: ${JSON.stringify(input)}`);
+  }
 });
 
 test('Consul service name and ID: safe characters only, bounded, reasons for the unusable', (t) => {

@@ -8,11 +8,11 @@ import {
 } from '@gantry/core';
 import { Runner } from './runner.ts';
 import { TemplateError } from './render/engine.ts';
-import { BUILTINS, loadConfigFile, parseWait, resolveSource, type TemplateSpec } from './config.ts';
+import { BUILTINS, haproxyLogTarget, loadConfigFile, parseWait, resolveSource, type TemplateSpec } from './config.ts';
 import { createTemplaterMetrics } from './metrics.ts';
 import { VipPool } from './vip/pool.ts';
 import { VipInterface } from './vip/iface.ts';
-import type { HealthFilter, ViewOptions } from './view.ts';
+import { NAME_LAYOUTS, type HealthFilter, type NameLayout, type ViewOptions } from './view.ts';
 
 export const templaterFlags: readonly FlagSpec[] = [
   ...consulFlags,
@@ -23,14 +23,19 @@ export const templaterFlags: readonly FlagSpec[] = [
   { name: 'haproxy-master-socket', type: 'string', description: 'HAProxy master CLI socket: reload through it, confirmed with show proc' },
   { name: 'haproxy-admin-socket', type: 'string', description: 'HAProxy admin socket (Runtime API) the shipped template declares (default <state-dir>/haproxy-admin.sock)' },
   { name: 'haproxy-state-file', type: 'string', description: 'server-state-file the shipped template declares (default <state-dir>/haproxy-server-state)' },
+  { name: 'haproxy-map-file', type: 'string', description: 'Host → backend map the shipped template routes by, kept in step through the Runtime API (default <state-dir>/haproxy-hosts.map)' },
+  { name: 'spare-backends', type: 'int', default: 8, min: 0, max: 1000, description: 'spare L7 backends in the shipped config: new services go live in them through the Runtime API, without a reload (0: a reload each); doubled at the reload after they ran out' },
   { name: 'haproxy-bin', type: 'string', default: 'haproxy', description: 'haproxy binary for the check (haproxy -c -f)' },
   { name: 'hosts-file', type: 'string', description: 'render the shipped hosts template (for dnsmasq --addn-hosts or CoreDNS hosts) to this file' },
   { name: 'dnsmasq-pid-file', type: 'string', description: 'send SIGHUP to the pid in this file after the hosts file changed' },
   { name: 'domain', type: 'string', default: 'gantry.test', description: 'DNS domain the names are made under (<service>.<domain>)' },
+  { name: 'name-layout', type: 'enum', choices: [...NAME_LAYOUTS], default: 'dash', description: 'a tenant\'s service name: dash <tenant>-<service>.<domain>, dot <tenant>.<service>.<domain>, dot-bare <tenant>.<service> (the others stay aliases)' },
+  { name: 'haproxy-log', type: 'string', default: 'stdout', description: 'HAProxy request logs (httplog/tcplog) of the shipped template: stdout, none, or a syslog address (host:port, udp@host:port, /dev/log)' },
   { name: 'l7-bind', type: 'string', default: '127.0.0.1:80', description: 'HAProxy bind of the L7 frontend (shipped template)' },
   { name: 'l7-address', type: 'string', default: '127.0.0.1', description: 'address the hosts file gives L7 names (where HAProxy listens)' },
   { name: 'stats-bind', type: 'string', description: 'HAProxy stats page bind (shipped template; none by default)' },
   { name: 'vip-pool', type: 'string', default: '127.77.0.0/24', description: 'IPv4 CIDR L4 VIPs are taken from' },
+  { name: 'vip-grace', type: 'duration', default: '10m', description: 'how long a group that no longer wants its VIP (gone, or its gantry.tcp tag removed) keeps it before it goes back to the pool' },
   { name: 'vip-interface', type: 'string', default: 'lo', description: 'interface the VIPs are added to' },
   { name: 'vip-manage', type: 'boolean', default: true, description: 'add VIPs to --vip-interface (and remove unused ones); off when something else does' },
   { name: 'health', type: 'enum', choices: ['passing', 'warning', 'any'], default: 'passing', description: 'instances in this health (or better) are served' },
@@ -54,6 +59,13 @@ export const templaterFlags: readonly FlagSpec[] = [
   { name: 'hard-stop-after', type: 'duration', default: '30s', description: 'hard-stop-after in the shipped template' },
 ];
 
+/** the Host → backend map of the shipped template: a path HAProxy's map() takes as it is */
+function hostMapFile(f: Flags, stateDir: string): string {
+  const path = resolve(f.optStr('haproxy-map-file') ?? join(stateDir, 'haproxy-hosts.map'));
+  if (!/^\/[A-Za-z0-9._/-]+$/.test(path)) throw new UsageError(`flag --haproxy-map-file: invalid value ${JSON.stringify(path)}: the path may hold only letters, digits and . _ / -`);
+  return path;
+}
+
 function shippedTemplates(f: Flags, stateDir: string, wait: { minMs: number; maxMs: number }): TemplateSpec[] {
   const out: TemplateSpec[] = [];
   const common = { mode: 0o644, backup: true, allowEmpty: f.bool('allow-empty'), waitMinMs: wait.minMs, waitMaxMs: wait.maxMs, checkTimeoutMs: 30_000, vars: {} };
@@ -67,7 +79,7 @@ function shippedTemplates(f: Flags, stateDir: string, wait: { minMs: number; max
       destination: resolve(cfg),
       check: [f.str('haproxy-bin'), '-c', '-f', '{{path}}'],
       reload: master ? { master } : undefined,
-      runtime: { socket: f.optStr('haproxy-admin-socket') ?? join(stateDir, 'haproxy-admin.sock'), stateFile: f.optStr('haproxy-state-file') ?? join(stateDir, 'haproxy-server-state') },
+      runtime: { socket: f.optStr('haproxy-admin-socket') ?? join(stateDir, 'haproxy-admin.sock'), stateFile: f.optStr('haproxy-state-file') ?? join(stateDir, 'haproxy-server-state'), hostMap: hostMapFile(f, stateDir) },
     });
   }
   const hosts = f.optStr('hosts-file');
@@ -113,8 +125,10 @@ export const templater: Command = {
       l7Bind: f.str('l7-bind'),
       l7Address: f.str('l7-address'),
       statsBind: f.optStr('stats-bind') ?? null,
+      logTarget: haproxyLogTarget(f.str('haproxy-log')),
       adminSocket: f.optStr('haproxy-admin-socket') ?? join(stateDir, 'haproxy-admin.sock'),
       serverStateFile: f.optStr('haproxy-state-file') ?? join(stateDir, 'haproxy-server-state'),
+      hostMapFile: hostMapFile(f, stateDir),
       maxReloads: f.int('max-reloads'),
       hardStopAfter: `${Math.max(1, Math.round(f.ms('hard-stop-after') / 1000))}s`,
       maxconn: 4000,
@@ -124,12 +138,13 @@ export const templater: Command = {
     const viewOptions = (): ViewOptions => ({
       health: f.str('health') as HealthFilter,
       domain: domain.value,
+      nameLayout: f.str('name-layout') as NameLayout,
       tcpTag: f.str('tcp-tag'), tenantTag: f.str('tenant-tag'), hostTag: f.str('host-tag'), pathTag: f.str('path-tag'),
       minSlots: f.int('min-slots'),
       settings,
     });
 
-    const pool = new VipPool({ pool: f.str('vip-pool'), stateFile: join(stateDir, 'vips.json') });
+    const pool = new VipPool({ pool: f.str('vip-pool'), stateFile: join(stateDir, 'vips.json'), graceMs: f.ms('vip-grace') });
     const iface = f.bool('vip-manage') ? new VipInterface({ iface: f.str('vip-interface'), inPool: (ip) => pool.contains(ip) }) : undefined;
 
     const registry = createRegistry('templater');
@@ -148,7 +163,7 @@ export const templater: Command = {
     let runner: Runner;
     try {
       runner = new Runner({
-        source: watcher, templates, view: viewOptions(), vip: { pool, iface }, log, metrics,
+        source: watcher, templates, view: viewOptions(), vip: { pool, iface }, log, metrics, spares: f.int('spare-backends'),
         probeIntervalMs: f.ms('probe-interval'), reloadTimeoutMs: f.ms('reload-timeout'),
       });
     } catch (err) {

@@ -34,8 +34,11 @@ export interface TemplateSpec {
   check?: CommandSpec | undefined;
   checkTimeoutMs: number;
   reload?: ReloadSpec | undefined;
-  /** HAProxy Runtime API for changes of instances only (no reload) */
-  runtime?: { socket: string; stateFile?: string | undefined } | undefined;
+  /**
+   * HAProxy Runtime API for changes of instances (no reload); hostMap: the Host →
+   * backend map file the template routes by, kept in step through the Runtime API
+   */
+  runtime?: { socket: string; stateFile?: string | undefined; hostMap?: string | undefined } | undefined;
   /** values the template reads as settings.* (over the global settings) */
   vars: Record<string, unknown>;
 }
@@ -80,6 +83,20 @@ export function resolveSource(source: string, baseDir: string): string {
   return path;
 }
 
+/**
+ * --haproxy-log: where the shipped template's HAProxy sends its request logs
+ * (httplog / tcplog): "stdout" (the default, for containers and systemd),
+ * "none", or a syslog address ("127.0.0.1:514", "udp@host:514", "/dev/log").
+ * Returns the `log` line's target (raw format on stdout/stderr), or null for none.
+ */
+export function haproxyLogTarget(text: string): { target: string; raw: boolean } | null {
+  const v = text.trim();
+  if (v === 'none') return null;
+  if (v === 'stdout' || v === 'stderr') return { target: v, raw: true };
+  if (/^(udp@|udp4@|udp6@|tcp@)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(v) || /^\/[A-Za-z0-9._/-]+$/.test(v)) return { target: v, raw: false };
+  throw new UsageError(`flag --haproxy-log: invalid value ${JSON.stringify(text)}: expected stdout, none, a syslog address host:port (udp@ or tcp@ allowed) or a unix socket path`);
+}
+
 type Raw = Record<string, unknown>;
 
 export function templateFromObject(raw: Raw, i: number, baseDir: string, defaults: { wait: string }): TemplateSpec {
@@ -116,7 +133,7 @@ export function templateFromObject(raw: Raw, i: number, baseDir: string, default
   if (raw.runtime !== undefined && raw.runtime !== null) {
     const o = raw.runtime as Raw;
     if (typeof o.socket !== 'string') throw new UsageError(`${where}.runtime.socket: expected the HAProxy admin socket path`);
-    runtime = { socket: o.socket, stateFile: typeof o.stateFile === 'string' ? o.stateFile : undefined };
+    runtime = { socket: o.socket, stateFile: typeof o.stateFile === 'string' ? o.stateFile : undefined, hostMap: typeof o.hostMap === 'string' ? resolve(baseDir, o.hostMap) : undefined };
   }
   let checkTimeoutMs = 30_000;
   if (raw.checkTimeout !== undefined) {

@@ -7,6 +7,7 @@ export { CatalogWatcher as ConsulWatcher, runBlockingQuery, type CatalogWatcherO
 export { buildView, skeletonOf, type View, type ViewOptions, type GroupView, type ServiceView, type InstanceView, type SlotView, type HealthFilter } from './view.ts';
 export { compileTemplate, TemplateError, type CompiledTemplate } from './render/engine.ts';
 export { Runner, type RunnerOptions, type TemplateStatus } from './runner.ts';
+export { RouteTable } from './runtime/routes.ts';
 export { BUILTINS, loadConfigFile, parseWait, type TemplateSpec, type ReloadSpec } from './config.ts';
 export { applyRender, type ApplyOutcome, type ApplyTarget } from './apply/apply.ts';
 export { MasterReloader, CommandReloader, SignalReloader, parseShowProc, type Reloader } from './apply/reload.ts';

@@ -24,6 +24,16 @@ export interface TemplaterMetrics {
   templateError: Gauge<'template'>;
   services: Gauge;
   instances: Gauge;
+  /** addresses of the VIP pool not reserved by any group */
+  vipFree: Gauge;
+  /** VIPs given back to the pool after their group's grace period */
+  vipReleased: Counter;
+  /** spare L7 backends in the running config, and how many serve a new service */
+  spares: Gauge<'state'>;
+  /** host names from tags refused: outside --domain and --allow-host-suffix */
+  hostsRefused: Counter;
+  /** host names two services claim (the earliest registration keeps each) */
+  hostConflicts: Gauge;
 }
 
 export function createTemplaterMetrics(registry: Registry): TemplaterMetrics {
@@ -44,5 +54,10 @@ export function createTemplaterMetrics(registry: Registry): TemplaterMetrics {
     templateError: new Gauge({ name: 'gantry_templater_template_error', help: '1 while the last render of the template failed', labelNames: ['template'], registers }),
     services: new Gauge({ name: 'gantry_templater_services', help: 'services in the last view', registers }),
     instances: new Gauge({ name: 'gantry_templater_instances', help: 'instances in the last view (all health states)', registers }),
+    vipFree: new Gauge({ name: 'gantry_templater_vip_pool_free', help: 'addresses of the VIP pool not reserved by any group', registers }),
+    vipReleased: new Counter({ name: 'gantry_templater_vip_released_total', help: 'VIPs given back to the pool after their group no longer wanted them for the grace period', registers }),
+    spares: new Gauge({ name: 'gantry_templater_spare_backends', help: 'spare L7 backends in the running config (state=total) and serving a new service (state=used)', labelNames: ['state'], registers }),
+    hostsRefused: new Counter({ name: 'gantry_templater_hosts_refused_total', help: 'host names from tags refused: outside --domain and --allow-host-suffix', registers }),
+    hostConflicts: new Gauge({ name: 'gantry_templater_host_conflicts', help: 'host names claimed by more than one service in the last view (the earliest registration keeps each)', registers }),
   };
 }

@@ -17,11 +17,20 @@ import { escapeDnsLabel, escapeDnsName, escapeHAProxyIdentifier, escapeHAProxyVa
 import { tagValuesOf } from './render/helpers.ts';
 
 export type HealthFilter = 'passing' | 'warning' | 'any';
+export type NameLayout = 'dash' | 'dot' | 'dot-bare';
+export const NAME_LAYOUTS: readonly NameLayout[] = ['dash', 'dot', 'dot-bare'];
 
 export interface ViewOptions {
   health: HealthFilter;
   /** the DNS domain names are made under, e.g. gantry.test */
   domain: string;
+  /**
+   * how a tenant's service is named: dash `<tenant>-<service>.<domain>` (the default),
+   * dot `<tenant>.<service>.<domain>`, dot-bare `<tenant>.<service>` (seed 000's
+   * `developer1.redis`); the other forms stay as aliases. A service without a
+   * tenant is `<service>.<domain>` in every layout.
+   */
+  nameLayout?: NameLayout | undefined;
   /** tag prefix for L4: "gantry.tcp" reads "gantry.tcp=6379"; meta key "gantry-tcp" too */
   tcpTag: string;
   /** tag prefix for the tenant: "gantry.tenant=developer1"; meta key "gantry-tenant" too */
@@ -75,18 +84,20 @@ export interface GroupView {
   tenant: string | null;
   /** escaped DNS label: "<tenant>-<service>" or "<service>" */
   label: string;
-  /** label.domain: the name clients use */
+  /** the name clients use, in the operator's layout (label.domain by default) */
   fqdn: string;
-  /** more names for the same address: "<tenant>.<service>.<domain>", "<tenant>.<service>" */
+  /** the tenant's other names for the same address (the layouts not chosen) */
   aliases: string[];
-  /** HAProxy backend name: l7_<fqdn> or l4_<fqdn> */
+  /** HAProxy backend name: l7_<fqdn> or l4_<fqdn>, or the spare backend it was given (gantry_spare_<n>) */
   backend: string;
+  /** true when the group lives in a spare backend (a new service served without a reload) */
+  spare: boolean;
   mode: 'http' | 'tcp';
   tcpPort: number | null;
   vip: string | null;
   /** extra Host names (escaped DNS names) from host tags */
   hosts: string[];
-  /** the Host values an L7 route matches explicitly: aliases, hosts, and the fqdn when the backend is not l7_<fqdn> */
+  /** every Host the group answers to: fqdn, aliases, hosts */
   matchHosts: string[];
   /** path prefixes from path tags, each checked to be a valid HAProxy value */
   paths: string[];
@@ -100,20 +111,47 @@ export interface View {
   /** services by name (no prototype: a service named "constructor" is just a name) */
   service: Record<string, ServiceView>;
   groups: GroupView[];
+  /** every L7 group (in its own backend or a spare one) */
   http: GroupView[];
   tcp: GroupView[];
+  /** the L7 groups written as their own backend */
+  l7Backends: GroupView[];
+  /** the spare L7 backends the config holds, each with the group it serves (or none) */
+  spares: SpareView[];
+  /** Host → backend, for HAProxy's host map (every name of every L7 group) */
+  hostMap: HostRoute[];
+  /** groups that need a reload for a backend of their own (no spare left, or path routes) */
+  overflow: string[];
   kv: Record<string, string>;
   health: HealthFilter;
   domain: string;
   settings: Record<string, unknown>;
 }
 
+export interface SpareView {
+  backend: string;
+  group: string | null;
+  slots: SlotView[];
+}
+
+export interface HostRoute { host: string; backend: string }
+
 export interface Skip { reason: string; subject: string; detail: string }
 
-/** Hooks for the stateful parts: VIP and slot assignment. */
+/** Where an L7 group is served: its own backend, a spare one, or nowhere until a reload (overflow). */
+export type Route = { backend: string; spare: boolean } | 'overflow';
+
+/** Hooks for the stateful parts: VIP, slot and spare backend assignment. */
 export interface ViewAssign {
   vip(groupKey: string): string | null;
   slots(backend: string, instances: InstanceView[]): SlotView[];
+  /** the spare backends and where each L7 group goes; none: every group in its own backend, no spares */
+  routes?: {
+    route(g: GroupView): Route;
+    spares(): string[];
+    /** the group of a spare backend after routing, or null */
+    groupOf(spare: string): string | null;
+  } | undefined;
 }
 
 const allowed: Record<HealthFilter, ReadonlySet<HealthStatus>> = {
@@ -153,7 +191,7 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
   const metaKey = { tenant: metaKeyOf(o.tenantTag), tcp: metaKeyOf(o.tcpTag), host: metaKeyOf(o.hostTag) };
   const services: ServiceView[] = [];
   const byName: Record<string, ServiceView> = Object.create(null) as Record<string, ServiceView>;
-  interface Pending { key: string; service: string; tenant: string | null; label: string; instances: InstanceView[]; tcpPorts: number[]; hosts: Set<string>; paths: Set<string>; tags: Set<string>; exact: boolean }
+  interface Pending { key: string; service: string; serviceLabel: string; tenant: string | null; label: string; instances: InstanceView[]; tcpPorts: number[]; hosts: Set<string>; paths: Set<string>; tags: Set<string>; exact: boolean }
   const pending = new Map<string, Pending>();
 
   for (const [name, list] of snap.services) {
@@ -178,7 +216,7 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
       if (!g) {
         const label = escapeDnsLabel(tenant ? `${tenant}-${serviceLabel.value}` : serviceLabel.value);
         if (!label.ok) { skip({ reason: 'service_name', subject: name, detail: label.reason }); continue; }
-        g = { key: gkey, service: name, tenant, label: label.value, instances: [], tcpPorts: [], hosts: new Set(), paths: new Set(), tags: new Set(), exact: !serviceLabel.changed };
+        g = { key: gkey, service: name, serviceLabel: serviceLabel.value, tenant, label: label.value, instances: [], tcpPorts: [], hosts: new Set(), paths: new Set(), tags: new Set(), exact: !serviceLabel.changed };
         pending.set(gkey, g);
       }
       for (const t of inst.tags) g.tags.add(t);
@@ -215,7 +253,7 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
   const taken = new Map<string, string>();
   const ordered = [...pending.values()].sort((a, b) => Number(b.exact) - Number(a.exact) || cmp(a.key, b.key));
   for (const g of ordered) {
-    const fqdn = `${g.label}.${o.domain}`;
+    const { fqdn, aliases } = namesOf(g, o);
     if (fqdn.length > 253) { skip({ reason: 'service_name', subject: g.service, detail: 'DNS name longer than 253' }); continue; }
     const holder = taken.get(fqdn);
     if (holder !== undefined) { skip({ reason: 'name_collision', subject: g.service, detail: `${fqdn} is already the name of ${escapeLogField(holder, 80)}` }); continue; }
@@ -224,16 +262,11 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
     const backendRaw = `${mode === 'tcp' ? 'l4' : 'l7'}_${fqdn}`;
     const backend = escapeHAProxyIdentifier(backendRaw);
     if (!backend.ok) { skip({ reason: 'service_name', subject: g.service, detail: backend.reason }); continue; }
-    const aliases: string[] = [];
-    if (g.tenant) {
-      const svc = escapeDnsLabel(g.service);
-      if (svc.ok) aliases.push(`${g.tenant}.${svc.value}.${o.domain}`, `${g.tenant}.${svc.value}`);
-    }
     const instances = g.instances.sort((a, b) => cmp(a.key, b.key));
     groups.push({
       key: g.key, service: g.service, tenant: g.tenant, label: g.label, fqdn,
-      aliases: aliases.filter((a) => a.length <= 253),
-      backend: backend.value, mode,
+      aliases,
+      backend: backend.value, spare: false, mode,
       tcpPort: mode === 'tcp' ? Math.min(...g.tcpPorts) : null,
       vip: mode === 'tcp' ? assign.vip(g.key) : null,
       hosts: [...g.hosts].sort(cmp),
@@ -255,20 +288,39 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
       return true;
     });
   }
+  const overflow: string[] = [];
+  const byKey = new Map(groups.map((g) => [g.key, g]));
   for (const g of groups) {
-    g.matchHosts = [...(g.backend === `l7_${g.fqdn}` ? [] : [g.fqdn]), ...g.aliases, ...g.hosts];
-    g.slots = assign.slots(g.backend, g.instances);
-    // an L4 group without a VIP (pool exhausted) cannot be served: keep it out of tcp and hosts
-    if (g.mode === 'tcp' && g.vip === null) skip({ reason: 'vip_pool', subject: g.service, detail: `no free VIP for ${g.fqdn}` });
+    g.matchHosts = [g.fqdn, ...g.aliases, ...g.hosts];
+    if (g.mode === 'http' && assign.routes) {
+      const r = assign.routes.route(g);
+      if (r === 'overflow') overflow.push(g.key);
+      else { g.backend = r.backend; g.spare = r.spare; }
+    }
+    g.slots = overflow.at(-1) === g.key ? [] : assign.slots(g.backend, g.instances);
+    // an L4 group without a VIP (pool exhausted, reported by the pool's keeper) is kept out of tcp and hosts
   }
+  const routed = (g: GroupView): boolean => g.mode === 'http' && !overflow.includes(g.key);
+  const spares: SpareView[] = (assign.routes?.spares() ?? []).map((backend) => {
+    const key = assign.routes!.groupOf(backend);
+    const g = key === null ? undefined : byKey.get(key);
+    return { backend, group: g ? g.key : null, slots: g ? g.slots : assign.slots(backend, []) };
+  });
+  const hostMap: HostRoute[] = [];
+  for (const g of groups) if (routed(g)) for (const h of g.matchHosts) hostMap.push({ host: h, backend: g.backend });
+  hostMap.sort((a, b) => cmp(a.host, b.host));
   const kv: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const [k, v] of snap.kv) kv[k] = v;
   return {
     services,
     service: byName,
     groups,
-    http: groups.filter((g) => g.mode === 'http'),
+    http: groups.filter(routed),
     tcp: groups.filter((g) => g.mode === 'tcp' && g.vip !== null),
+    l7Backends: groups.filter((g) => routed(g) && !g.spare),
+    spares,
+    hostMap,
+    overflow,
     kv,
     health: o.health,
     domain: o.domain,
@@ -276,19 +328,31 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
   };
 }
 
+/** a group's name in the operator's layout, and its other forms as aliases */
+function namesOf(g: { tenant: string | null; label: string; serviceLabel: string }, o: ViewOptions): { fqdn: string; aliases: string[] } {
+  const dash = `${g.label}.${o.domain}`;
+  if (!g.tenant) return { fqdn: dash, aliases: [] };
+  const forms: Record<NameLayout, string> = { dash, dot: `${g.tenant}.${g.serviceLabel}.${o.domain}`, 'dot-bare': `${g.tenant}.${g.serviceLabel}` };
+  const layout = o.nameLayout ?? 'dash';
+  const aliases = NAME_LAYOUTS.filter((l) => l !== layout).map((l) => forms[l]).filter((a) => a.length <= 253);
+  return { fqdn: forms[layout], aliases };
+}
+
 /** The view with every slot emptied: what a render looks like apart from which instance sits in which slot. */
 export function skeletonOf(view: View, slotCounts?: ReadonlyMap<string, number>): View {
-  const empty = (g: GroupView): GroupView => {
-    const n = slotCounts?.get(g.backend);
-    const slots = (n === undefined ? g.slots : g.slots.slice(0, n)).map((s) => ({ name: s.name, instance: null, address: null, port: null }));
-    return { ...g, slots };
+  const emptySlots = (backend: string, slots: readonly SlotView[]): SlotView[] => {
+    const n = slotCounts?.get(backend);
+    return (n === undefined ? slots : slots.slice(0, n)).map((s) => ({ name: s.name, instance: null, address: null, port: null }));
   };
-  const groups = view.groups.map(empty);
-  const byBackend = new Map(groups.map((g) => [g.backend, g]));
+  const groups = view.groups.map((g): GroupView => ({ ...g, slots: emptySlots(g.backend, g.slots) }));
+  const byKey = new Map(groups.map((g) => [g.key, g]));
   return {
     ...view,
     groups,
-    http: view.http.map((g) => byBackend.get(g.backend)!),
-    tcp: view.tcp.map((g) => byBackend.get(g.backend)!),
+    http: view.http.map((g) => byKey.get(g.key)!),
+    tcp: view.tcp.map((g) => byKey.get(g.key)!),
+    l7Backends: view.l7Backends.map((g) => byKey.get(g.key)!),
+    spares: view.spares.map((s) => ({ backend: s.backend, group: null, slots: emptySlots(s.backend, s.slots) })),
+    hostMap: [],
   };
 }

@@ -10,6 +10,7 @@ import { freePort } from '../../test/harness/process.ts';
 import { applyRender, type ApplyTarget } from '../src/apply/apply.ts';
 import { MasterReloader, parseShowProc } from '../src/apply/reload.ts';
 import { RuntimeApi } from '../src/runtime/runtime-api.ts';
+import { renderHostMap } from '../src/runtime/host-map.ts';
 import { bootstrapConfig, namedServer, get } from './helpers.ts';
 
 const track = manageEngines(test);
@@ -44,6 +45,9 @@ async function setup(): Promise<{ h: HAProxyEngine; port: number; target: ApplyT
   };
   return { h, port: h.httpPort, target };
 }
+
+const slot = (name: string, s?: { address: string; port: number }): { name: string; instance: null; address: string | null; port: number | null } =>
+  ({ name, instance: null, address: s?.address ?? null, port: s?.port ?? null });
 
 const answer = (text: string): string => `    http-request return status 200 content-type text/plain string ${text}\n`;
 
@@ -141,8 +145,6 @@ test('Runtime API: fill, empty and add server slots without a reload; the server
   const reloads = (await h.processes()).reloads;
   const stateFile = join(h.dir, 'server-state');
   const rt = new RuntimeApi({ socket: h.adminSocket, stateFile });
-  const slot = (name: string, s?: { address: string; port: number }): { name: string; instance: null; address: string | null; port: number | null } =>
-    ({ name, instance: null, address: s?.address ?? null, port: s?.port ?? null });
 
   const r1 = await rt.apply([{ backend: 'be', slots: [slot('s1'), slot('s2', a)] }]);
   t.true(r1.commands > 0);
@@ -167,4 +169,74 @@ test('Runtime API: fill, empty and add server slots without a reload; the server
   for (let i = 0; i < 10; i++) after.add((await get(port, 'x')).body);
   t.deepEqual([...after].sort(), ['b', 'c']);
   t.true(existsSync(stateFile));
+});
+
+test('Runtime API host map: a new name routed to a spare backend without a reload, changed and deleted; the map file keeps what a reload loads', async (t) => {
+  const { h, port, target } = await setup();
+  const a = await namedServer('a');
+  const b = await namedServer('b');
+  t.teardown(async () => { await a.close(); await b.close(); });
+  const mapFile = join(h.dir, 'hosts.map');
+  writeFileSync(mapFile, renderHostMap([{ host: 'a.test', backend: 'be_a' }]));
+  const cfg = config(h, port, `    http-request set-var(txn.host) req.hdr(host),field(1,:),lower
+    use_backend %[var(txn.host),map(${mapFile},gantry_no_route)]
+    default_backend gantry_no_route
+
+backend gantry_no_route
+    http-request return status 404 content-type text/plain string none
+
+backend be_a
+    server s1 127.0.0.1:${a.port}
+
+backend gantry_spare_1
+    server s1 127.0.0.1:1 disabled
+    server s2 127.0.0.1:1 disabled
+`);
+  t.is((await applyRender(target, cfg)).result, 'applied');
+  const before = await h.processes();
+  t.is((await get(port, 'a.test')).body, 'a');
+  t.is((await get(port, 'b.test')).status, 404);
+  const rt = new RuntimeApi({ socket: h.adminSocket });
+  // b goes live in the spare: servers first, then its names in the map
+  await rt.apply([{ backend: 'gantry_spare_1', slots: [slot('s1', b), slot('s2')] }]);
+  const routes = [{ host: 'a.test', backend: 'be_a' }, { host: 'b.test', backend: 'gantry_spare_1' }, { host: 'b2.test', backend: 'gantry_spare_1' }];
+  t.is((await rt.applyHostMap(mapFile, routes)).commands, 2);
+  t.is((await get(port, 'b.test')).body, 'b');
+  t.is((await get(port, 'B2.test:80')).body, 'b');
+  t.is((await rt.applyHostMap(mapFile, routes)).commands, 0, 'level-triggered: nothing to do the second time');
+  // a name moves, another goes
+  t.is((await rt.applyHostMap(mapFile, [{ host: 'a.test', backend: 'be_a' }, { host: 'b.test', backend: 'be_a' }])).commands, 2);
+  t.is((await get(port, 'b.test')).body, 'a');
+  t.is((await get(port, 'b2.test')).status, 404);
+  const after = await h.processes();
+  t.is(after.reloads, before.reloads, 'no reload');
+  t.deepEqual(after.workers, before.workers, 'the same worker served it all');
+  // a map HAProxy does not run is an error, not a silent success
+  await t.throwsAsync(rt.applyHostMap(join(h.dir, 'other.map'), routes), { code: 'E_HAPROXY_COMMAND' });
+});
+
+test('HAProxy restores server ports from the state file over the config: a reload without a sync leaves a slot on a stale port', async (t) => {
+  // the fact the runner's reload path is built on (HAProxy 2.6): the state file's port wins over
+  // the config's for a server of the same name, so servers are brought to the view and the state
+  // saved before a reload, and every backend is synced after it
+  const { h, port, target } = await setup();
+  const a = await namedServer('a');
+  const b = await namedServer('b');
+  t.teardown(async () => { await a.close(); await b.close(); });
+  const stateFile = join(h.dir, 'server-state');
+  const cfg = (p: number): string => config(h, port, `    default_backend be\n\nbackend be\n    server s1 127.0.0.1:${p}\n`);
+  t.is((await applyRender(target, cfg(a.port))).result, 'applied');
+  const rt = new RuntimeApi({ socket: h.adminSocket, stateFile });
+  await rt.saveState();
+  // the config moves s1 to b; the state file still says a's port
+  t.is((await applyRender(target, cfg(b.port))).result, 'applied');
+  const stale = (await rt.serversState()).servers.get('be')!.get('s1')!;
+  t.is(stale.port, a.port, 'the state file won: stale port after the reload');
+  // the full sync after the reload puts it right
+  await rt.apply([{ backend: 'be', slots: [{ name: 's1', instance: null, address: '127.0.0.1', port: b.port }] }]);
+  t.is((await get(port, 'x')).body, 'b');
+  // saved before the reload (what the runner does), the next reload starts right
+  await rt.saveState();
+  t.is((await applyRender(target, `${cfg(b.port)}\n`)).result, 'applied');
+  t.is((await rt.serversState()).servers.get('be')!.get('s1')!.port, b.port);
 });

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildView, skeletonOf, type ViewOptions, type Skip } from '../src/view.ts';
 import { SlotTable } from '../src/runtime/slots.ts';
-import { VipPool, parseCidr } from '../src/vip/pool.ts';
+import { RouteTable } from '../src/runtime/routes.ts';
+import { VipPool, VipPoolExhausted, parseCidr } from '../src/vip/pool.ts';
 import type { CatalogInstance, CatalogSnapshot } from '@gantry/core';
 
 const opts = (o: Partial<ViewOptions> = {}): ViewOptions => ({
@@ -58,7 +59,7 @@ test('groups: DNS name, backend, L4 port and VIP, tenant prefix from a tag or me
   t.is(orders.backend, 'l7_orders.gantry.test');
   t.deepEqual(orders.hosts, ['shop.example.com']);
   t.deepEqual(orders.paths, ['/orders']);
-  t.deepEqual(orders.matchHosts, ['shop.example.com']);
+  t.deepEqual(orders.matchHosts, ['orders.gantry.test', 'shop.example.com']);
   t.is(v.tcp.length, 2);
   const dev1 = v.tcp.find((g) => g.tenant === 'developer1')!;
   t.is(dev1.backend, 'l4_developer1-redis.gantry.test');
@@ -123,28 +124,50 @@ test('slots are stable: an instance keeps its slot, a freed slot is reused, slot
   t.deepEqual(sk.http[0]!.slots, [{ name: 's1', instance: null, address: null, port: null }, { name: 's2', instance: null, address: null, port: null }]);
 });
 
-test('VIP pool: stable hash-based picks, persisted, reclaimed only when full', (t) => {
+test('VIP pool: stable hash-based picks, persisted; exhaustion is an error naming the pool; a VIP no group wants goes back after the grace period', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'gantry-vip-'));
   try {
     const file = join(dir, 'vips.json');
-    const p1 = new VipPool({ pool: '127.77.3.0/29', stateFile: file });
-    const a = p1.assign('dev1/redis')!;
-    const b = p1.assign('dev1/mysql')!;
+    const t0 = 1_000_000;
+    const p1 = new VipPool({ pool: '127.77.3.0/29', stateFile: file, graceMs: 60_000 });
+    const a = p1.assign('dev1/redis', t0);
+    const b = p1.assign('dev1/mysql', t0);
     t.not(a, b);
-    t.is(p1.assign('dev1/redis'), a);
+    t.is(p1.assign('dev1/redis', t0), a);
     p1.save();
     t.deepEqual(Object.keys((JSON.parse(readFileSync(file, 'utf8')) as { assignments: object }).assignments).sort(), ['dev1/mysql', 'dev1/redis']);
     // another process (a restart) reads the same assignments
-    const p2 = new VipPool({ pool: '127.77.3.0/29', stateFile: file });
+    const p2 = new VipPool({ pool: '127.77.3.0/29', stateFile: file, graceMs: 60_000 });
     t.is(p2.vipOf('dev1/redis'), a);
-    t.is(p2.assign('dev1/mysql'), b);
-    // a /29 has 6 usable addresses: the 7th group gets none until one is reclaimed
-    for (const k of ['c', 'd', 'e', 'f']) t.truthy(p2.assign(k));
-    t.is(p2.assign('g'), null);
-    p2.reclaimFor(1, new Set(['dev1/redis', 'dev1/mysql', 'c', 'd', 'e']));
-    t.truthy(p2.assign('g'));
+    t.is(p2.assign('dev1/mysql', t0), b);
+    t.is(p2.assign('dev1/redis', t0), a);
+    // a /29 has 6 usable addresses: the 7th group gets an error naming the pool
+    for (const k of ['c', 'd', 'e', 'f']) t.truthy(p2.assign(k, t0));
+    const err = t.throws(() => p2.assign('g', t0), { instanceOf: VipPoolExhausted });
+    t.is(err.code, 'E_VIP_POOL_EXHAUSTED');
+    t.is(err.pool, '127.77.3.0/29');
+    t.regex(err.message, /VIP pool 127\.77\.3\.0\/29 is exhausted: 6 addresses, 6 reserved \(0 by groups that no longer want one/);
+    // f no longer wants its VIP (gone, or its gantry.tcp tag removed): kept for the grace period
+    const inUse = new Set(['dev1/redis', 'dev1/mysql', 'c', 'd', 'e']);
+    t.deepEqual(p2.release(inUse, t0 + 1000), []);
+    t.regex(t.throws(() => p2.assign('g', t0 + 2000)).message, /1 by groups that no longer want one, given back after the grace period of 60s, the first in 59s/);
+    t.is(p2.nextExpiryIn(t0 + 2000), 59_000);
+    // f comes back within the grace period: same VIP
+    const f = p2.vipOf('f')!;
+    t.is(p2.assign('f', t0 + 3000), f);
+    t.deepEqual(p2.release(new Set([...inUse, 'f']), t0 + 3000), []);
+    // f leaves again; after the grace period its address goes back to the pool
+    t.deepEqual(p2.release(inUse, t0 + 4000), []);
+    t.deepEqual(p2.expire(t0 + 4000 + 59_999), []);
+    t.deepEqual(p2.expire(t0 + 4000 + 60_000), [{ key: 'f', vip: f }]);
     t.is(p2.vipOf('f'), undefined);
+    t.is(p2.free(), 1);
+    t.truthy(p2.assign('g', t0 + 70_000));
     t.is(p2.vipOf('dev1/redis'), a);
+    p2.save();
+    // the grace period survives a restart: a group active when saved starts it at load
+    const p3 = new VipPool({ pool: '127.77.3.0/29', stateFile: file, graceMs: 60_000 });
+    t.deepEqual(p3.expire(), []);
     t.true(p2.contains(a));
     t.false(p2.contains('127.77.3.0'));
     t.false(p2.contains('127.77.3.7'));
@@ -160,4 +183,66 @@ test('kv under the prefix and operator settings reach the view', (t) => {
   t.is(v.kv['app/x'], '1');
   t.is(v.settings.l7Bind, ':80');
   t.is(Object.getPrototypeOf(v.service), null);
+});
+
+test('name layout: dash (default), dot and dot-bare; the other forms stay aliases; a service without a tenant keeps <service>.<domain>', (t) => {
+  const list = [inst('redis', { tags: ['gantry.tenant=developer1'] }), inst('web')];
+  const dash = buildView(snap(list), opts(), assign());
+  t.deepEqual(dash.groups.map((g) => [g.fqdn, g.aliases]), [['developer1-redis.gantry.test', ['developer1.redis.gantry.test', 'developer1.redis']], ['web.gantry.test', []]]);
+  const dot = buildView(snap(list), opts({ nameLayout: 'dot' }), assign());
+  t.deepEqual(dot.groups.map((g) => [g.fqdn, g.aliases]), [['developer1.redis.gantry.test', ['developer1-redis.gantry.test', 'developer1.redis']], ['web.gantry.test', []]]);
+  const bare = buildView(snap(list), opts({ nameLayout: 'dot-bare' }), assign());
+  const redis = bare.groups.find((g) => g.service === 'redis')!;
+  t.is(redis.fqdn, 'developer1.redis');
+  t.is(redis.backend, 'l7_developer1.redis');
+  t.deepEqual(redis.aliases, ['developer1-redis.gantry.test', 'developer1.redis.gantry.test']);
+  t.deepEqual(bare.hostMap.filter((r) => r.backend === 'l7_developer1.redis').map((r) => r.host).sort(), ['developer1-redis.gantry.test', 'developer1.redis', 'developer1.redis.gantry.test']);
+});
+
+test('spare backends: a new L7 service takes a spare (host map to it), overflow when none is left or it has paths; a compact layout grows the pool', (t) => {
+  const routes = new RouteTable({ spares: 2 });
+  const a = assign();
+  const view = (list: CatalogInstance[], compact = false): ReturnType<typeof buildView> => {
+    const router = routes.router(compact);
+    const v = buildView(snap(list), opts(), { ...a, routes: router });
+    router.used(new Set(v.http.map((g) => g.key)));
+    return v;
+  };
+  const web = inst('web');
+  // nothing committed yet (no config known to run): every group in its own backend, the spares empty
+  const v0 = view([web]);
+  t.deepEqual(v0.l7Backends.map((g) => g.backend), ['l7_web.gantry.test']);
+  t.deepEqual(v0.spares.map((s) => [s.backend, s.group]), [['gantry_spare_1', null], ['gantry_spare_2', null]]);
+  routes.commit(v0.l7Backends.map((g) => g.key), v0.spares.length);
+  const b = inst('b-svc', { tags: ['gantry.host=b.example.com'] });
+  const v1 = view([web, b]);
+  t.deepEqual(v1.l7Backends.map((g) => g.backend), ['l7_web.gantry.test']);
+  t.deepEqual(v1.spares.map((s) => [s.backend, s.group]), [['gantry_spare_1', 'b-svc'], ['gantry_spare_2', null]]);
+  t.deepEqual(v1.spares[0]!.slots.filter((s) => s.address).map((s) => s.port), [b.port]);
+  t.deepEqual(v1.hostMap, [
+    { host: 'b-svc.gantry.test', backend: 'gantry_spare_1' },
+    { host: 'b.example.com', backend: 'gantry_spare_1' },
+    { host: 'web.gantry.test', backend: 'l7_web.gantry.test' },
+  ]);
+  t.deepEqual(v1.overflow, []);
+  // a service with a path route needs ACLs in the config: overflow; so does one past the last spare
+  const c = inst('c-svc');
+  const p = inst('p-svc', { tags: ['gantry.path=/p'] });
+  const d = inst('d-svc');
+  const v2 = view([web, b, c, p, d]);
+  t.deepEqual(v2.spares.map((s) => s.group), ['b-svc', 'c-svc']);
+  t.deepEqual(v2.overflow.sort(), ['d-svc', 'p-svc']);
+  t.false(v2.http.some((g) => g.service === 'd-svc'), 'an overflow group is not served until the reload');
+  // the reload writes a compact layout: every group its own backend, the pool doubled and empty
+  const v3 = view([web, b, c, p, d], true);
+  t.deepEqual(v3.l7Backends.map((g) => g.backend).sort(), ['l7_b-svc.gantry.test', 'l7_c-svc.gantry.test', 'l7_d-svc.gantry.test', 'l7_p-svc.gantry.test', 'l7_web.gantry.test']);
+  t.deepEqual(v3.spares.map((s) => [s.backend, s.group, s.slots.some((x) => x.address)]), [1, 2, 3, 4].map((i) => [`gantry_spare_${i}`, null, false]));
+  routes.commit(v3.l7Backends.map((g) => g.key), v3.spares.length);
+  // a service that leaves gives its spare back
+  const e = inst('e-svc');
+  const v4 = view([web, b, c, p, d, e]);
+  t.is(v4.spares.find((s) => s.group === 'e-svc')?.backend, 'gantry_spare_1');
+  const v5 = view([web, b, c, p, d]);
+  t.deepEqual(v5.spares.map((s) => s.group), [null, null, null, null]);
+  t.false(v5.spares[0]!.slots.some((s) => s.address), 'its servers are emptied');
 });

@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import Handlebars from 'handlebars';
 import {
   GantryError, describe,
-  escapeHAProxyIdentifier, escapeHAProxyValue, escapeDnsLabel, escapeDnsName, escapeLogField,
+  escapeHAProxyIdentifier, escapeHAProxyValue, escapeHAProxyLogFormat, escapeDnsLabel, escapeDnsName, escapeLogField,
   type Escaped,
 } from '@gantry/core';
 
@@ -31,7 +31,7 @@ export function defaultEscape(value: unknown): string {
     throw new RenderError(`cannot print ${Array.isArray(value) ? 'a list' : `a ${typeof value}`} directly; use #each or a field of it`);
   }
   if (UNSAFE.test(value)) {
-    throw new RenderError(`value ${describe(value)} cannot be written as it is (whitespace, #, quotes, $, %, braces or control characters); pass it through a helper: haproxyValue, haproxyId, dnsName, dnsLabel`);
+    throw new RenderError(`value ${describe(value)} cannot be written as it is (whitespace, #, quotes, $, %, braces or control characters); pass it through a helper: haproxyValue, haproxyLogFormat, haproxyId, dnsName, dnsLabel`);
   }
   return value;
 }
@@ -91,7 +91,10 @@ export function createHelpers(kv: () => ReadonlyMap<string, string>): Record<str
   const helpers: Record<string, Helper> = {
     // escaping: core/escape.ts
     haproxyId: (...a) => { const [v, prefix] = argsOf(a); const input = `${prefix === undefined ? '' : str(prefix)}${str(v)}`; return unwrap('haproxyId', escapeHAProxyIdentifier(input), input); },
+    // an argument to match or pass (ACL pattern, map key, path): never holds a '%'
     haproxyValue: (...a) => { const [v] = argsOf(a); return unwrap('haproxyValue', escapeHAProxyValue(str(v)), v); },
+    // a literal text inside a log-format argument (set-header value, lf-string, log-format): '%' doubled
+    haproxyLogFormat: (...a) => { const [v] = argsOf(a); return unwrap('haproxyLogFormat', escapeHAProxyLogFormat(str(v)), v); },
     dnsLabel: (...a) => { const [v] = argsOf(a); return unwrap('dnsLabel', escapeDnsLabel(str(v)), v); },
     dnsName: (...a) => { const [v] = argsOf(a); return unwrap('dnsName', escapeDnsName(str(v)), v); },
     hostPort: (...a) => {

@@ -15,7 +15,8 @@ import { isIP } from 'node:net';
 import { writeFileSync, renameSync } from 'node:fs';
 import { GantryError } from '@gantry/core';
 import { batch, cliRequest } from './socket.ts';
-import type { SlotView } from '../view.ts';
+import { parseShowMap, planHostMap } from './host-map.ts';
+import type { HostRoute, SlotView } from '../view.ts';
 
 export interface ServerState {
   backend: string;
@@ -56,8 +57,12 @@ export class RuntimeUnsupported extends GantryError {
   constructor(message: string) { super('E_RUNTIME_UNSUPPORTED', message); }
 }
 
-/** the commands that make `current` match `desired`; throws RuntimeUnsupported when only a reload can */
-export function planRuntime(desired: readonly RuntimeBackend[], current: Map<string, Map<string, ServerState>>): string[] {
+/**
+ * the commands that make `current` match `desired`. A slot holding a host name (the
+ * Runtime API takes addresses): hostNames 'refuse' throws RuntimeUnsupported (only a
+ * reload can apply it), 'skip' leaves it as the config wrote it (after a reload).
+ */
+export function planRuntime(desired: readonly RuntimeBackend[], current: Map<string, Map<string, ServerState>>, hostNames: 'refuse' | 'skip' = 'refuse'): string[] {
   const cmds: string[] = [];
   for (const { backend, slots } of desired) {
     // a group the template does not write (or a backend a reload has not brought yet) is not ours to fill
@@ -67,6 +72,7 @@ export function planRuntime(desired: readonly RuntimeBackend[], current: Map<str
       const id = `${backend}/${slot.name}`;
       const s = running.get(slot.name);
       if (slot.address !== null && slot.port !== null) {
+        if (isIP(slot.address) === 0 && hostNames === 'skip') continue;
         if (isIP(slot.address) === 0) throw new RuntimeUnsupported(`${id}: ${slot.address} is a host name; the Runtime API takes addresses`);
         if (!s) {
           cmds.push(`add server ${id} ${isIP(slot.address) === 6 ? `[${slot.address}]` : slot.address}:${slot.port}`, `enable server ${id}`);
@@ -115,17 +121,31 @@ export class RuntimeApi {
    * Brings the running servers to the slots; returns how many commands it took.
    * `only`: the backends that may differ (the others are left unread), when known.
    */
-  async apply(desired: readonly RuntimeBackend[], only?: ReadonlySet<string>): Promise<RuntimeResult> {
+  async apply(desired: readonly RuntimeBackend[], only?: ReadonlySet<string>, hostNames: 'refuse' | 'skip' = 'refuse'): Promise<RuntimeResult> {
     const wanted = only ? desired.filter((d) => only.has(d.backend)) : desired;
     if (only && wanted.length === 0) return { commands: 0 };
     const { servers } = await this.serversState(only && wanted.length <= 64 ? wanted.map((d) => d.backend) : undefined);
-    const cmds = planRuntime(wanted, servers);
+    const cmds = planRuntime(wanted, servers, hostNames);
     if (cmds.length) {
-      const answers = await batch(this.socket, cmds);
-      const bad = answers.flatMap((a) => a.split('\n')).map((l) => l.trim()).filter((l) => !OK.test(l));
-      if (bad.length) throw new GantryError('E_HAPROXY_COMMAND', `Runtime API refused: ${bad.slice(0, 3).join(' | ')}`);
+      await this.send(cmds);
       this.scheduleSave();
     }
+    return { commands: cmds.length };
+  }
+
+  /** sends commands; throws E_HAPROXY_COMMAND with HAProxy's answer when one was refused */
+  private async send(cmds: readonly string[]): Promise<void> {
+    const answers = await batch(this.socket, cmds);
+    const bad = answers.flatMap((a) => a.split('\n')).map((l) => l.trim()).filter((l) => !OK.test(l));
+    if (bad.length) throw new GantryError('E_HAPROXY_COMMAND', `Runtime API refused: ${bad.slice(0, 3).join(' | ')}`);
+  }
+
+  /** brings the running Host → backend map (loaded from `file`) to the routes; returns how many commands it took */
+  async applyHostMap(file: string, routes: readonly HostRoute[]): Promise<RuntimeResult> {
+    const text = await cliRequest(this.socket, `show map ${file}`, 15_000);
+    if (/^Unknown map identifier/m.test(text)) throw new GantryError('E_HAPROXY_COMMAND', `show map ${file}: HAProxy runs no such map (a config without it?)`);
+    const cmds = planHostMap(file, routes, parseShowMap(text));
+    if (cmds.length) await this.send(cmds);
     return { commands: cmds.length };
   }
 

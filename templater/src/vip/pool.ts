@@ -1,12 +1,24 @@
 // VIPs for L4 groups, one a group, from a configured IPv4 pool. Assignments are
 // stable: a group gets the same VIP on every render and after a restart (they are
 // kept in a JSON file), and a group's first pick is a hash of its key so even a
-// lost file mostly gives the same answer. A group that leaves keeps its VIP
-// reserved; only when the pool is full is the longest-unused reservation taken.
+// lost file mostly gives the same answer. A group that no longer wants a VIP (it
+// left, or lost its gantry.tcp tag) keeps it for a grace period (a flapping
+// service gets the same address back), then the address is given back to the
+// pool. A pool with no free address is an error naming the pool and what waits.
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { GantryError, errorMessage } from '@gantry/core';
+
+export class VipPoolExhausted extends GantryError {
+  readonly pool: string;
+  readonly key: string;
+  constructor(pool: string, key: string, message: string) {
+    super('E_VIP_POOL_EXHAUSTED', message);
+    this.pool = pool;
+    this.key = key;
+  }
+}
 
 export interface Cidr { base: number; bits: number; size: number }
 
@@ -30,7 +42,8 @@ function ipToNumber(s: string): number | undefined {
   return ((Number(m[1]) << 24) | (Number(m[2]) << 16) | (Number(m[3]) << 8) | Number(m[4])) >>> 0;
 }
 
-interface Reservation { vip: string; lastUsed: number }
+/** lastUsed: the last render that used it (active), or when the group stopped wanting it (inactive) */
+interface Reservation { vip: string; lastUsed: number; active: boolean }
 
 export class VipPool {
   private readonly cidr: Cidr;
@@ -40,10 +53,12 @@ export class VipPool {
   private readonly byVip = new Map<string, string>();
   private readonly file: string | undefined;
   private readonly exclude: Set<string>;
+  private readonly graceMs: number;
   private dirty = false;
 
-  constructor(opts: { pool: string; stateFile?: string | undefined; exclude?: readonly string[] }) {
+  constructor(opts: { pool: string; stateFile?: string | undefined; exclude?: readonly string[]; graceMs?: number }) {
     this.cidr = parseCidr(opts.pool);
+    this.graceMs = opts.graceMs ?? 10 * 60_000;
     this.exclude = new Set(opts.exclude ?? []);
     // no network or broadcast address in pools of 4 and more
     this.first = this.cidr.size >= 4 ? this.cidr.base + 1 : this.cidr.base;
@@ -62,10 +77,13 @@ export class VipPool {
     let text: string;
     try { text = readFileSync(file, 'utf8'); } catch { return; }
     try {
-      const data = JSON.parse(text) as { assignments?: Record<string, { vip?: unknown; lastUsed?: unknown }> };
+      const data = JSON.parse(text) as { assignments?: Record<string, { vip?: unknown; lastUsed?: unknown; active?: unknown }> };
+      const now = Date.now();
       for (const [key, r] of Object.entries(data.assignments ?? {})) {
         if (typeof r.vip !== 'string' || !this.contains(r.vip) || this.byVip.has(r.vip)) continue;
-        this.reserved.set(key, { vip: r.vip, lastUsed: typeof r.lastUsed === 'number' ? r.lastUsed : 0 });
+        // a group active when the file was written starts its grace period now, if it is gone
+        const active = r.active === true;
+        this.reserved.set(key, { vip: r.vip, lastUsed: active || typeof r.lastUsed !== 'number' ? now : r.lastUsed, active: false });
         this.byVip.set(r.vip, key);
       }
     } catch (err) {
@@ -73,32 +91,72 @@ export class VipPool {
     }
   }
 
-  /** the VIP of a group, assigning one if needed; null when the pool is exhausted */
-  assign(key: string, now = Date.now()): string | null {
+  /** the pool as the operator gave it, e.g. 127.77.0.0/24 */
+  describe(): string {
+    return `${ipToString(this.cidr.base)}/${this.cidr.bits}`;
+  }
+
+  /** the VIP of a group, assigning one if needed; throws VipPoolExhausted (naming the pool) when none is free */
+  assign(key: string, now = Date.now()): string {
     const r = this.reserved.get(key);
-    if (r) { r.lastUsed = now; return r.vip; }
+    if (r) {
+      if (!r.active) this.dirty = true;
+      r.lastUsed = now;
+      r.active = true;
+      return r.vip;
+    }
     const start = parseInt(createHash('sha256').update(key).digest('hex').slice(0, 8), 16) % this.count;
     for (let i = 0; i < this.count; i++) {
       const vip = ipToString(this.first + ((start + i) % this.count));
       if (!this.byVip.has(vip) && !this.exclude.has(vip)) return this.take(key, vip, now);
     }
-    return null;
+    const waiting = [...this.reserved.values()].filter((x) => !x.active);
+    const nextFree = waiting.length ? Math.max(0, Math.min(...waiting.map((x) => x.lastUsed)) + this.graceMs - now) : undefined;
+    throw new VipPoolExhausted(this.describe(), key,
+      `VIP pool ${this.describe()} is exhausted: ${this.count - this.exclude.size} addresses, ${this.reserved.size} reserved (${waiting.length} by groups that no longer want one, given back after the grace period of ${Math.round(this.graceMs / 1000)}s${nextFree === undefined ? '' : `, the first in ${Math.ceil(nextFree / 1000)}s`}); no VIP for ${JSON.stringify(key)}`);
   }
 
-  /** at the end of a render: reclaims, if the pool is full, reservations not in use */
-  reclaimFor(wanted: number, inUse: ReadonlySet<string>): void {
-    const free = this.count - this.byVip.size;
-    if (free >= wanted) return;
-    const idle = [...this.reserved.entries()].filter(([k]) => !inUse.has(k)).sort((a, b) => a[1].lastUsed - b[1].lastUsed);
-    for (const [k, r] of idle.slice(0, wanted - free)) {
+  /**
+   * After a render: the groups in `inUse` keep their VIPs; one that no longer wants its
+   * VIP starts its grace period now. Then every grace period that ran out gives its
+   * address back. Returns what was given back.
+   */
+  release(inUse: ReadonlySet<string>, now = Date.now()): Array<{ key: string; vip: string }> {
+    for (const [k, r] of this.reserved) {
+      const active = inUse.has(k);
+      if (active !== r.active) { r.active = active; r.lastUsed = now; this.dirty = true; }
+      if (active) r.lastUsed = now;
+    }
+    return this.expire(now);
+  }
+
+  /** gives back the addresses whose grace period ran out */
+  expire(now = Date.now()): Array<{ key: string; vip: string }> {
+    const freed: Array<{ key: string; vip: string }> = [];
+    for (const [k, r] of [...this.reserved.entries()]) {
+      if (r.active || now - r.lastUsed < this.graceMs) continue;
       this.reserved.delete(k);
       this.byVip.delete(r.vip);
       this.dirty = true;
+      freed.push({ key: k, vip: r.vip });
     }
+    return freed;
+  }
+
+  /** ms until the next grace period runs out (undefined: none running) */
+  nextExpiryIn(now = Date.now()): number | undefined {
+    let next: number | undefined;
+    for (const r of this.reserved.values()) if (!r.active) next = Math.min(next ?? Infinity, Math.max(0, r.lastUsed + this.graceMs - now));
+    return next;
+  }
+
+  /** addresses not reserved */
+  free(): number {
+    return this.count - this.exclude.size - this.byVip.size;
   }
 
   private take(key: string, vip: string, now: number): string {
-    this.reserved.set(key, { vip, lastUsed: now });
+    this.reserved.set(key, { vip, lastUsed: now, active: true });
     this.byVip.set(vip, key);
     this.dirty = true;
     return vip;

@@ -1,0 +1,87 @@
+// Where each L7 group is served, so a new service goes live without a reload
+// (the way the OpenShift router's dynamic config manager does it): the config
+// HAProxy runs holds, besides a backend for every group it knew at the last
+// reload, a pool of spare backends (gantry_spare_<n>, every server slot empty)
+// and routes by a Host → backend map. A group that appears between reloads is
+// given a free spare backend: its servers are filled and its names added to the
+// map through the Runtime API. A group that cannot take a spare (none left, or
+// path routes, which are ACLs in the config) is "overflow": the runner reloads
+// with a compact layout (every group in its own backend, the spares empty
+// again) and, when spares ran out, a pool grown for the next ones.
+import type { GroupView, Route } from '../view.ts';
+
+export const spareName = (i: number): string => `gantry_spare_${i + 1}`;
+
+export class RouteTable {
+  private readonly minSpares: number;
+  private readonly maxSpares: number;
+  /** groups with their own backend in the config HAProxy runs (set at each committed reload) */
+  private own = new Set<string>();
+  /** spare backend index → group key */
+  private readonly spareGroup = new Map<number, string>();
+  /** spares in the config HAProxy runs */
+  private size: number;
+  /** false until a config with spares is known to run: every group then gets its own backend */
+  private committed = false;
+  /** spares ran out since the last reload: the next compact layout grows the pool */
+  private exhausted = false;
+
+  constructor(opts: { spares: number; maxSpares?: number }) {
+    this.minSpares = Math.max(0, opts.spares);
+    this.maxSpares = Math.max(this.minSpares, opts.maxSpares ?? 1000);
+    this.size = this.minSpares;
+  }
+
+  /** a router for buildView; compact: every group in its own backend, the (grown) spare pool empty */
+  router(compact: boolean): { route(g: GroupView): Route; spares(): string[]; groupOf(spare: string): string | null; used(keys: ReadonlySet<string>): void } {
+    const count = compact ? this.nextSize() : this.size;
+    const names = Array.from({ length: count }, (_, i) => spareName(i));
+    return {
+      route: (g) => {
+        const own = { backend: g.backend, spare: false };
+        if (compact || !this.committed || this.own.has(g.key)) return own;
+        for (const [i, k] of this.spareGroup) if (k === g.key) return { backend: spareName(i), spare: true };
+        if (g.paths.length) return 'overflow';
+        for (let i = 0; i < this.size; i++) {
+          if (!this.spareGroup.has(i)) { this.spareGroup.set(i, g.key); return { backend: spareName(i), spare: true }; }
+        }
+        this.exhausted = true;
+        return 'overflow';
+      },
+      spares: () => names,
+      groupOf: (spare) => {
+        if (compact) return null;
+        const i = names.indexOf(spare);
+        return i < 0 ? null : this.spareGroup.get(i) ?? null;
+      },
+      // groups not in this view give their spare back
+      used: (keys) => {
+        if (compact) return;
+        for (const [i, k] of [...this.spareGroup]) if (!keys.has(k)) this.spareGroup.delete(i);
+      },
+    };
+  }
+
+  private nextSize(): number {
+    if (!this.committed) return this.size;
+    return this.exhausted ? Math.min(this.maxSpares, Math.max(1, this.size * 2)) : this.size;
+  }
+
+  /** a reload of a compact layout succeeded: its groups own backends, its spares are all free */
+  commit(ownGroups: Iterable<string>, spares: number): void {
+    this.own = new Set(ownGroups);
+    this.spareGroup.clear();
+    this.size = spares;
+    this.committed = true;
+    this.exhausted = false;
+  }
+
+  /** the config HAProxy runs is unknown again (a restart of the target, a template edit) */
+  reset(): void {
+    this.committed = false;
+  }
+
+  stats(): { spares: number; used: number; committed: boolean } {
+    return { spares: this.size, used: this.spareGroup.size, committed: this.committed };
+  }
+}
