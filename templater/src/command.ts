@@ -44,6 +44,7 @@ export const templaterFlags: readonly FlagSpec[] = [
   { name: 'tcp-tag', type: 'string', default: 'gantry.tcp', description: 'tag (tag=port) or meta (dots as dashes) giving a service an L4 VIP on that port' },
   { name: 'tenant-tag', type: 'string', default: 'gantry.tenant', description: 'tag (tag=tenant) or meta giving the tenant prefix (<tenant>-<service>.<domain>)' },
   { name: 'host-tag', type: 'string', default: 'gantry.host', description: 'tag (tag=host) adding an L7 Host name' },
+  { name: 'allow-host-suffix', type: 'list', default: [], description: 'host names from --host-tag are accepted only inside --domain or one of these suffixes (repeatable, e.g. example.com); others are refused and reported' },
   { name: 'path-tag', type: 'string', default: 'gantry.path', description: 'tag (tag=/prefix) adding an L7 path route under the bare domain' },
   { name: 'min-slots', type: 'int', default: 4, min: 1, max: 1000, description: 'server slots each backend starts with (filled through the Runtime API)' },
   { name: 'state-dir', type: 'string', default: '/var/lib/gantry/templater', description: 'where VIP assignments (and default sockets/state files) are kept' },
@@ -139,6 +140,11 @@ export const templater: Command = {
       health: f.str('health') as HealthFilter,
       domain: domain.value,
       nameLayout: f.str('name-layout') as NameLayout,
+      allowHostSuffixes: f.list('allow-host-suffix').map((x) => {
+        const r = escapeDnsName(x.replace(/^\.+/, '').toLowerCase());
+        if (!r.ok || r.changed) throw new UsageError(`flag --allow-host-suffix: invalid value ${JSON.stringify(x)}: expected a DNS name such as example.com`);
+        return r.value;
+      }),
       tcpTag: f.str('tcp-tag'), tenantTag: f.str('tenant-tag'), hostTag: f.str('host-tag'), pathTag: f.str('path-tag'),
       minSlots: f.int('min-slots'),
       settings,
@@ -197,6 +203,8 @@ export const templater: Command = {
           ok: snap !== undefined && statuses.every((s) => s.targetUp),
           consul: { synced: snap !== undefined, lastError: watcher.lastError ?? null, indexes: snap?.indexes ?? null },
           templates: statuses,
+          // host names two services claim: who keeps each (the earliest registration) and who was refused
+          hostConflicts: runner.hostConflicts(),
         };
       },
     });

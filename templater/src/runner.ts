@@ -22,7 +22,7 @@ import { readFileSync, watchFile, unwatchFile } from 'node:fs';
 import { writeFile, rename } from 'node:fs/promises';
 import { errorMessage, escapeLogField, type CatalogSnapshot, type Logger } from '@gantry/core';
 import { compileTemplate } from './render/engine.ts';
-import { buildView, type View, type ViewOptions, type Skip } from './view.ts';
+import { buildView, type HostConflict, type View, type ViewOptions, type Skip } from './view.ts';
 import { SlotTable } from './runtime/slots.ts';
 import { RouteTable } from './runtime/routes.ts';
 import { renderHostMap } from './runtime/host-map.ts';
@@ -83,6 +83,7 @@ export class Runner {
   private probeTimer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private stopped = false;
+  private conflicts: HostConflict[] = [];
   private readonly log: Logger;
 
   constructor(o: RunnerOptions) {
@@ -96,6 +97,11 @@ export class Runner {
       r.quiet = new Quiescence({ minMs: spec.waitMinMs, maxMs: spec.waitMaxMs, fire: () => { void this.enqueue(r); } });
       return r;
     });
+  }
+
+  /** host names two services claim in the last view (for the admin endpoint and the audit drift report) */
+  hostConflicts(): HostConflict[] {
+    return this.conflicts;
   }
 
   statuses(): TemplateStatus[] {
@@ -163,7 +169,7 @@ export class Runner {
       if (this.seenSkips.has(key)) return;
       this.o.metrics.skipped.inc({ reason: s.reason });
       if (s.reason === 'host_outside') this.o.metrics.hostsRefused.inc();
-      this.log.warn({ reason: s.reason, service: escapeLogField(s.subject, 120), detail: s.detail }, 'left out of the view: nothing safe could be made of it');
+      this.log.warn({ reason: s.reason, service: escapeLogField(s.subject.split('\u0000')[0]!, 120), detail: s.detail }, s.reason === 'host_conflict' ? 'host name conflict: the earliest registration keeps it' : s.reason === 'host_outside' ? 'host name refused: outside the allowed domains' : 'left out of the view: nothing safe could be made of it');
     };
     const router = this.routes.router(compact);
     const view = buildView(snap, this.o.view, {
@@ -173,6 +179,8 @@ export class Runner {
     }, onSkip);
     router.used(new Set(view.http.map((g) => g.key)));
     this.seenSkips = skips;
+    this.conflicts = view.hostConflicts;
+    this.o.metrics.hostConflicts.set(view.hostConflicts.length);
     await this.vips?.afterView(view.tcp.map((g) => ({ key: g.key, vip: g.vip! })));
     this.o.metrics.services.set(view.services.length);
     this.o.metrics.instances.set(view.services.reduce((n, s) => n + s.all.length, 0));

@@ -37,6 +37,12 @@ export interface ViewOptions {
   tenantTag: string;
   /** tag prefix for extra L7 host names: "gantry.host=api.example.com" */
   hostTag: string;
+  /**
+   * where a host name from a tag may be: inside domain, or inside one of these
+   * suffixes (--allow-host-suffix); any other name is refused and reported (a
+   * container is not trusted to take over a name)
+   */
+  allowHostSuffixes?: readonly string[] | undefined;
   /** tag prefix for L7 path prefixes: "gantry.path=/orders" */
   pathTag: string;
   /** server slots a backend starts with (it grows as needed, never shrinks while running) */
@@ -122,6 +128,8 @@ export interface View {
   hostMap: HostRoute[];
   /** groups that need a reload for a backend of their own (no spare left, or path routes) */
   overflow: string[];
+  /** host names from tags claimed by more than one service: who keeps each, who was refused */
+  hostConflicts: HostConflict[];
   kv: Record<string, string>;
   health: HealthFilter;
   domain: string;
@@ -135,6 +143,16 @@ export interface SpareView {
 }
 
 export interface HostRoute { host: string; backend: string }
+
+/** one claim on a host name from a tag: which registration made it */
+export interface Claim { group: string; service: string; instance: string; createIndex: number }
+export interface HostConflict { host: string; kept: Claim; refused: Claim[] }
+
+/** Consul's CreateIndex of the registration (the catalog instance carries it); unknown sorts last */
+function createIndexOf(inst: CatalogInstance): number {
+  const v = (inst as { createIndex?: unknown }).createIndex;
+  return typeof v === 'number' && v > 0 ? v : Number.MAX_SAFE_INTEGER;
+}
 
 export interface Skip { reason: string; subject: string; detail: string }
 
@@ -188,10 +206,13 @@ const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAssign, skip: (s: Skip) => void = () => undefined): View {
   const ok = allowed[o.health];
+  const suffixes = (o.allowHostSuffixes ?? []).map((x) => x.replace(/^\.+/, '').toLowerCase()).filter(Boolean);
+  const inside = (h: string, d: string): boolean => h === d || h.endsWith(`.${d}`);
+  const hostAllowed = (h: string): boolean => inside(h, o.domain) || suffixes.some((x) => inside(h, x));
   const metaKey = { tenant: metaKeyOf(o.tenantTag), tcp: metaKeyOf(o.tcpTag), host: metaKeyOf(o.hostTag) };
   const services: ServiceView[] = [];
   const byName: Record<string, ServiceView> = Object.create(null) as Record<string, ServiceView>;
-  interface Pending { key: string; service: string; serviceLabel: string; tenant: string | null; label: string; instances: InstanceView[]; tcpPorts: number[]; hosts: Set<string>; paths: Set<string>; tags: Set<string>; exact: boolean }
+  interface Pending { key: string; service: string; serviceLabel: string; tenant: string | null; label: string; instances: InstanceView[]; tcpPorts: number[]; hosts: Map<string, Claim>; paths: Set<string>; tags: Set<string>; exact: boolean }
   const pending = new Map<string, Pending>();
 
   for (const [name, list] of snap.services) {
@@ -216,7 +237,7 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
       if (!g) {
         const label = escapeDnsLabel(tenant ? `${tenant}-${serviceLabel.value}` : serviceLabel.value);
         if (!label.ok) { skip({ reason: 'service_name', subject: name, detail: label.reason }); continue; }
-        g = { key: gkey, service: name, serviceLabel: serviceLabel.value, tenant, label: label.value, instances: [], tcpPorts: [], hosts: new Set(), paths: new Set(), tags: new Set(), exact: !serviceLabel.changed };
+        g = { key: gkey, service: name, serviceLabel: serviceLabel.value, tenant, label: label.value, instances: [], tcpPorts: [], hosts: new Map(), paths: new Set(), tags: new Set(), exact: !serviceLabel.changed };
         pending.set(gkey, g);
       }
       for (const t of inst.tags) g.tags.add(t);
@@ -226,8 +247,14 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
       const hostMeta = Object.prototype.hasOwnProperty.call(inst.meta, metaKey.host) ? [inst.meta[metaKey.host]!] : [];
       for (const h of inst.tags.length || hostMeta.length ? [...tagValuesOf(inst.tags, o.hostTag), ...hostMeta] : []) {
         const r = escapeDnsName(h.toLowerCase());
-        if (r.ok && h.length <= 253 && h.includes('.')) g.hosts.add(r.value);
-        else skip({ reason: 'host_tag', subject: name, detail: r.ok ? 'not a dotted host name' : r.reason });
+        if (!r.ok || h.length > 253 || !h.includes('.')) { skip({ reason: 'host_tag', subject: name, detail: r.ok ? 'not a dotted host name' : r.reason }); continue; }
+        if (!hostAllowed(r.value)) {
+          skip({ reason: 'host_outside', subject: `${name}\u0000${r.value}`, detail: `host ${r.value} of service ${escapeLogField(name, 80)} instance ${escapeLogField(inst.id, 80)} is outside --domain ${o.domain}${suffixes.length ? ` and --allow-host-suffix ${suffixes.join(',')}` : ' (no --allow-host-suffix given)'}; refused` });
+          continue;
+        }
+        const claim: Claim = { group: gkey, service: name, instance: inst.id, createIndex: createIndexOf(inst) };
+        const prev = g.hosts.get(r.value);
+        if (!prev || claim.createIndex < prev.createIndex) g.hosts.set(r.value, claim);
       }
       for (const p of inst.tags.length ? tagValuesOf(inst.tags, o.pathTag) : []) {
         if (p.startsWith('/') && escapeHAProxyValue(p).ok) g.paths.add(p);
@@ -269,7 +296,7 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
       backend: backend.value, spare: false, mode,
       tcpPort: mode === 'tcp' ? Math.min(...g.tcpPorts) : null,
       vip: mode === 'tcp' ? assign.vip(g.key) : null,
-      hosts: [...g.hosts].sort(cmp),
+      hosts: [...g.hosts.keys()].sort(cmp),
       paths: [...g.paths].sort(cmp),
       matchHosts: [],
       tags: [...g.tags].sort(cmp),
@@ -278,16 +305,31 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
     });
   }
   groups.sort((a, b) => cmp(a.fqdn, b.fqdn));
-  // an alias or extra host is one group's only: not another group's name, not claimed twice
+  // an alias is one group's only: not another group's name, not claimed twice
   const claimed = new Set(taken.keys());
-  for (const g of groups) {
-    g.aliases = g.aliases.filter((a) => !claimed.has(a) && (claimed.add(a), true));
-    g.hosts = g.hosts.filter((h) => {
-      if (claimed.has(h)) { skip({ reason: 'host_tag', subject: g.service, detail: `${h} is already claimed` }); return false; }
-      claimed.add(h);
-      return true;
-    });
+  for (const g of groups) g.aliases = g.aliases.filter((a) => !claimed.has(a) && (claimed.add(a), true));
+  // a host from a tag: never a generated name; claimed by two groups, the earliest registration
+  // (Consul's CreateIndex, then the group key) keeps it, and the conflict is reported
+  const claims = new Map<string, Claim[]>();
+  for (const g of ordered) for (const [h, c] of g.hosts) claims.set(h, [...(claims.get(h) ?? []), c]);
+  const winner = new Map<string, string>();
+  const hostConflicts: HostConflict[] = [];
+  for (const [h, list] of [...claims].sort((a, b) => cmp(a[0], b[0]))) {
+    list.sort((a, b) => a.createIndex - b.createIndex || cmp(a.group, b.group));
+    const present = list.filter((c) => groups.some((g) => g.key === c.group));
+    if (claimed.has(h)) {
+      for (const c of present) skip({ reason: 'host_tag', subject: `${c.service}\u0000${h}`, detail: `host ${h} of service ${escapeLogField(c.service, 80)} instance ${escapeLogField(c.instance, 80)} is the generated name of another service; refused` });
+      continue;
+    }
+    const [first, ...rest] = present;
+    if (!first) continue;
+    winner.set(h, first.group);
+    if (rest.length) {
+      hostConflicts.push({ host: h, kept: first, refused: rest });
+      for (const c of rest) skip({ reason: 'host_conflict', subject: `${c.service}\u0000${h}`, detail: `host ${h} claimed by service ${escapeLogField(c.service, 80)} instance ${escapeLogField(c.instance, 80)} (CreateIndex ${c.createIndex}) is kept by service ${escapeLogField(first.service, 80)} instance ${escapeLogField(first.instance, 80)} (CreateIndex ${first.createIndex}), the earlier registration` });
+    }
   }
+  for (const g of groups) g.hosts = g.hosts.filter((h) => winner.get(h) === g.key);
   const overflow: string[] = [];
   const byKey = new Map(groups.map((g) => [g.key, g]));
   for (const g of groups) {
@@ -321,6 +363,7 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
     spares,
     hostMap,
     overflow,
+    hostConflicts,
     kv,
     health: o.health,
     domain: o.domain,
@@ -354,5 +397,6 @@ export function skeletonOf(view: View, slotCounts?: ReadonlyMap<string, number>)
     l7Backends: view.l7Backends.map((g) => byKey.get(g.key)!),
     spares: view.spares.map((s) => ({ backend: s.backend, group: null, slots: emptySlots(s.backend, s.slots) })),
     hostMap: [],
+    hostConflicts: [],
   };
 }

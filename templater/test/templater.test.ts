@@ -3,6 +3,7 @@
 // file, Redis behind an L4 VIP.
 import test from 'ava';
 import net from 'node:net';
+import http from 'node:http';
 import { readFileSync, existsSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +20,16 @@ const track = manageEngines(test);
 const reloadsOf = (h: { processes(): Promise<{ reloads: number }> }): Promise<number> =>
   waitUntil('show proc', async () => { const p = await h.processes().catch(() => undefined); return p ? p.reloads + 1 : undefined; }, { timeoutMs: 10_000 }).then((n) => n - 1);
 
+/** an HTTP server answering with the request headers it got */
+async function headerEcho(): Promise<{ port: number; close(): Promise<void> }> {
+  const srv = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(Object.entries(req.headers).map(([k, v]) => `${k}: ${String(v)}`).join('\n'));
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return { port: (srv.address() as { port: number }).port, close: () => new Promise<void>((resolve) => { srv.closeAllConnections(); srv.close(() => resolve()); }) };
+}
+
 function redisPing(host: string, port: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host, port });
@@ -31,8 +42,8 @@ function redisPing(host: string, port: number): Promise<string> {
   });
 }
 
-test('L7 by Host, names in dnsmasq, L4 Redis on its VIP; instance changes through the Runtime API, new services by reload', async (t) => {
-  const st = await startStack(t, track);
+test('L7 by Host, names in dnsmasq, L4 Redis on its VIP; instance changes and new L7 services through the Runtime API, new L4 services by reload; X-Forwarded-For and request logs', async (t) => {
+  const st = await startStack(t, track, ['--allow-host-suffix', 'example.com']);
   const a = await namedServer('a');
   const b = await namedServer('b');
   const c = await namedServer('c');
@@ -113,13 +124,27 @@ test('L7 by Host, names in dnsmasq, L4 Redis on its VIP; instance changes throug
   t.is(await reloadsOf(st.haproxy), reloads);
   t.regex(await st.haproxy.runtime('show servers state l7_orders.gantry.test'), / s6 /);
 
-  // a new service: new backend, so a reload (confirmed), and a new name in DNS
+  // a new service: a spare backend and the host map, still no reload, and a new name in DNS
   await register(st.consul.addr, { id: 'pay-1', name: 'payments', port: a.port, check: 'passing' });
   await waitUntil('payments', async () => (await get(port, 'payments.gantry.test')).body === 'a', { timeoutMs: 20_000 });
   await waitUntil('payments in DNS', async () => (await st.dnsmasq.resolve('payments.gantry.test').catch((): string[] => [])).includes('127.0.0.1'), { timeoutMs: 10_000 });
+  t.is(await reloadsOf(st.haproxy), reloads);
+  // a new L4 service needs a listener: a reload; the runtime-only changes are still there after it
+  const redis2 = await startRedis();
+  track('redis2', redis2);
+  await register(st.consul.addr, { id: 'redis-2', name: 'cache', port: redis2.port, check: 'passing', tags: ['gantry.tcp=6380'] });
+  await waitUntil('cache in DNS', async () => (await st.dnsmasq.resolve('cache.gantry.test').catch((): string[] => [])).length > 0, { timeoutMs: 20_000 });
   t.true((await reloadsOf(st.haproxy)) > reloads);
-  // after the reload the runtime-only changes are still there
   t.is((await get(port, 'orders.gantry.test')).status, 200);
+  t.is((await get(port, 'payments.gantry.test')).body, 'a');
+
+  // what HAProxy users expect of a front door: X-Forwarded-For to the backend, a request log
+  const echo = await headerEcho();
+  t.teardown(() => echo.close());
+  await register(st.consul.addr, { id: 'echo-1', name: 'echo', port: echo.port, check: 'passing' });
+  await waitUntil('echo', async () => (await get(port, 'echo.gantry.test')).status === 200, { timeoutMs: 20_000 });
+  t.regex((await get(port, 'echo.gantry.test', '/xff')).body, /^x-forwarded-for: 127\.0\.0\.1$/m);
+  await waitUntil('httplog line on stdout', async () => /gantry_l7 \S+\/s\d+ .* "GET \/xff HTTP\/1\.1"/.test(st.haproxy.tail(200)), { timeoutMs: 10_000 });
   t.true(await st.templater.metric('gantry_templater_runtime_updates_total', { result: 'ok' }) >= 2);
   t.is(await st.templater.metric('gantry_templater_check_failures_total'), 0);
 });

@@ -53,7 +53,7 @@ test('groups: DNS name, backend, L4 port and VIP, tenant prefix from a tag or me
     inst('redis', { tags: ['gantry.tcp=6379', 'gantry.tenant=developer1'] }),
     inst('redis', { meta: { 'gantry-tcp': '6379', 'gantry-tenant': 'dev2' } }),
     inst('consul'),
-  ]), opts(), assign());
+  ]), opts({ allowHostSuffixes: ['example.com'] }), assign());
   t.deepEqual(v.groups.map((g) => g.fqdn), ['dev2-redis.gantry.test', 'developer1-redis.gantry.test', 'orders.gantry.test']);
   const orders = v.http.find((g) => g.service === 'orders')!;
   t.is(orders.backend, 'l7_orders.gantry.test');
@@ -204,7 +204,7 @@ test('spare backends: a new L7 service takes a spare (host map to it), overflow 
   const a = assign();
   const view = (list: CatalogInstance[], compact = false): ReturnType<typeof buildView> => {
     const router = routes.router(compact);
-    const v = buildView(snap(list), opts(), { ...a, routes: router });
+    const v = buildView(snap(list), opts({ allowHostSuffixes: ['example.com'] }), { ...a, routes: router });
     router.used(new Set(v.http.map((g) => g.key)));
     return v;
   };
@@ -245,4 +245,24 @@ test('spare backends: a new L7 service takes a spare (host map to it), overflow 
   const v5 = view([web, b, c, p, d]);
   t.deepEqual(v5.spares.map((s) => s.group), [null, null, null, null]);
   t.false(v5.spares[0]!.slots.some((s) => s.address), 'its servers are emptied');
+});
+
+test('host names from tags: only inside --domain or --allow-host-suffix; two claims: the earliest registration (CreateIndex) keeps it', (t) => {
+  const skips: Skip[] = [];
+  const list = [
+    inst('zeta', { id: 'zeta-1', tags: ['gantry.host=shop.gantry.test', 'gantry.host=api.example.com', 'gantry.host=bank.evil.org'], createIndex: 10 } as Partial<CatalogInstance>),
+    inst('alpha', { id: 'alpha-1', tags: ['gantry.host=shop.gantry.test', 'gantry.host=zeta.gantry.test'], createIndex: 20 } as Partial<CatalogInstance>),
+  ];
+  const v = buildView(snap(list), opts({ allowHostSuffixes: ['example.com'] }), assign(), (s) => skips.push(s));
+  const zeta = v.http.find((g) => g.service === 'zeta')!;
+  const alpha = v.http.find((g) => g.service === 'alpha')!;
+  t.deepEqual(zeta.hosts, ['api.example.com', 'shop.gantry.test'], 'the earlier registration keeps shop, although alpha sorts first');
+  t.deepEqual(alpha.hosts, [], "a generated name (zeta's) is never taken by a tag");
+  const outside = skips.find((s) => s.reason === 'host_outside')!;
+  t.regex(outside.detail, /host bank\.evil\.org of service zeta instance zeta-1 is outside --domain gantry\.test and --allow-host-suffix example\.com; refused/);
+  t.deepEqual(v.hostConflicts.map((c) => [c.host, c.kept.service, c.kept.createIndex, c.refused.map((r) => [r.service, r.instance, r.createIndex])]), [['shop.gantry.test', 'zeta', 10, [['alpha', 'alpha-1', 20]]]]);
+  t.regex(skips.find((s) => s.reason === 'host_conflict')!.detail, /kept by service zeta instance zeta-1 \(CreateIndex 10\), the earlier registration/);
+  // without --allow-host-suffix, only names inside the domain
+  const strict = buildView(snap(list), opts(), assign());
+  t.deepEqual(strict.http.find((g) => g.service === 'zeta')!.hosts, ['shop.gantry.test']);
 });

@@ -1,0 +1,185 @@
+// The templater's no-reload paths against real engines (Consul, HAProxy in
+// master-worker mode, dnsmasq): new services in spare backends, the exact one
+// reload when the spares run out, the server state across a reload, and a
+// Runtime API that fails after a reload (owed and retried, never recorded as applied).
+import test from 'ava';
+import net from 'node:net';
+import { writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { manageEngines } from '../../test/harness/ava.ts';
+import { waitUntil } from '../../test/harness/process.ts';
+import { register, deregister, namedServer, get, startTemplater, type NamedServer } from './helpers.ts';
+import { startStack, type Stack } from './stack.ts';
+import { parseServersState } from '../src/runtime/runtime-api.ts';
+
+const track = manageEngines(test);
+
+/** show proc, retried while the master re-executes itself */
+const procs = (st: Stack): Promise<{ reloads: number; workers: number[] }> =>
+  waitUntil('show proc', async () => st.haproxy.processes().catch(() => undefined), { timeoutMs: 10_000 });
+
+/** the running servers of a backend that are not in maintenance, as addr:port */
+async function liveServers(st: Stack, backend: string): Promise<string[]> {
+  const text = await st.haproxy.runtime(`show servers state ${backend}`);
+  const servers = parseServersState(text).get(backend);
+  if (!servers) return [];
+  return [...servers.values()].filter((s) => (s.adminState & 0x01) === 0 && (s.adminState & 0x04) === 0).map((s) => `${s.addr}:${s.port}`).sort();
+}
+
+/** the passing instances Consul holds for a service, as addr:port */
+async function consulInstances(st: Stack, service: string): Promise<string[]> {
+  const res = await fetch(`${st.consul.addr}/v1/health/service/${service}?passing=true`);
+  const list = await res.json() as Array<{ Service: { Address: string; Port: number } }>;
+  return list.map((e) => `${e.Service.Address}:${e.Service.Port}`).sort();
+}
+
+/** the backend HAProxy routes a Host to (the host map) */
+async function backendOf(st: Stack, host: string): Promise<string | undefined> {
+  const text = await st.haproxy.runtime(`show map ${join(st.dir, 'state', 'haproxy-hosts.map')}`);
+  return new RegExp(`^0x[0-9a-f]+ ${host.replaceAll('.', '\\.')} (\\S+)$`, 'm').exec(text)?.[1];
+}
+
+test('a new service goes live without a reload while spare backends last; exactly one reload when they run out; the next render grows the pool', async (t) => {
+  const st = await startStack(t, track, ['--spare-backends', '2', '--allow-host-suffix', 'example.com']);
+  const servers: NamedServer[] = await Promise.all(['orders', 'n1', 'n2', 'n3', 'n4'].map((n) => namedServer(n)));
+  t.teardown(async () => { for (const s of servers) await s.close(); });
+  const [orders, ...news] = servers;
+  const port = st.haproxy.httpPort;
+  await register(st.consul.addr, { id: 'orders-1', name: 'orders', port: orders!.port, check: 'passing' });
+  await waitUntil('orders served', async () => (await get(port, 'orders.gantry.test')).body === 'orders', { timeoutMs: 20_000 });
+  await st.templater.waitForLog('first reload', (l) => String(l.msg).startsWith('rendered, checked, written and reloaded'));
+  const p0 = await procs(st);
+  const reloads0 = await st.templater.metric('gantry_templater_reloads_total');
+  t.is(await st.templater.metric('gantry_templater_spare_backends', { state: 'total' }), 2);
+
+  // two new services: each in a spare backend, served by the same worker, no reload
+  for (const s of news.slice(0, 2)) {
+    await register(st.consul.addr, { id: `${s.name}-1`, name: s.name, port: s.port, check: 'passing', tags: [`gantry.host=${s.name}.example.com`] });
+    await waitUntil(`${s.name} served`, async () => (await get(port, `${s.name}.gantry.test`)).body === s.name, { timeoutMs: 20_000 });
+    t.is((await get(port, `${s.name}.example.com`)).body, s.name, 'its host tag too');
+    t.regex((await backendOf(st, `${s.name}.gantry.test`)) ?? '', /^gantry_spare_[12]$/);
+    await waitUntil(`${s.name} in DNS`, async () => (await st.dnsmasq.resolve(`${s.name}.gantry.test`).catch((): string[] => [])).includes('127.0.0.1'), { timeoutMs: 10_000 });
+  }
+  const p1 = await procs(st);
+  t.is(p1.reloads, p0.reloads, 'no reload while the spares last');
+  t.deepEqual(p1.workers, p0.workers, 'show proc: the same worker');
+  t.is(await st.templater.metric('gantry_templater_reloads_total'), reloads0);
+  t.is(await st.templater.metric('gantry_templater_spare_backends', { state: 'used' }), 2);
+  t.is((await get(port, 'orders.gantry.test')).body, 'orders');
+
+  // the third: no spare left, so one reload (every service its own backend, the pool doubled)
+  const n3 = news[2]!;
+  await register(st.consul.addr, { id: 'n3-1', name: 'n3', port: n3.port, check: 'passing' });
+  await waitUntil('n3 served', async () => (await get(port, 'n3.gantry.test')).body === 'n3', { timeoutMs: 20_000 });
+  await waitUntil('pool grown', async () => (await st.templater.metric('gantry_templater_spare_backends', { state: 'total' })) === 4, { timeoutMs: 20_000 });
+  const p2 = await procs(st);
+  t.is(p2.reloads, p0.reloads + 1, 'exactly one reload when the spares ran out');
+  t.is(await st.templater.metric('gantry_templater_reloads_total'), reloads0 + 1);
+  t.is(await backendOf(st, 'n1.gantry.test'), 'l7_n1.gantry.test', 'after the reload each service has its own backend');
+  for (const s of [orders!, ...news.slice(0, 3)]) t.is((await get(port, `${s.name}.gantry.test`)).body, s.name);
+
+  // and the grown pool takes the next one without a reload
+  const n4 = news[3]!;
+  await register(st.consul.addr, { id: 'n4-1', name: 'n4', port: n4.port, check: 'passing' });
+  await waitUntil('n4 served', async () => (await get(port, 'n4.gantry.test')).body === 'n4', { timeoutMs: 20_000 });
+  const p3 = await procs(st);
+  t.is(p3.reloads, p2.reloads);
+  t.deepEqual(p3.workers, p2.workers);
+  t.is(await st.templater.metric('gantry_templater_reloads_total'), reloads0 + 1);
+  t.is(await st.templater.metric('gantry_templater_check_failures_total'), 0);
+});
+
+test('two backends changed in one window, one by the Runtime API and one needing a reload: HAProxy matches Consul after it', async (t) => {
+  const st = await startStack(t, track);
+  const servers = await Promise.all(['a1', 'a2', 'b1'].map((n) => namedServer(n)));
+  t.teardown(async () => { for (const s of servers) await s.close(); });
+  const [a1, a2, b1] = servers as [NamedServer, NamedServer, NamedServer];
+  const port = st.haproxy.httpPort;
+  await register(st.consul.addr, { id: 'orders-a1', name: 'orders', port: a1.port, check: 'passing' });
+  await register(st.consul.addr, { id: 'pay-b1', name: 'pay', port: b1.port, check: 'passing' });
+  await waitUntil('both served', async () => (await get(port, 'orders.gantry.test')).body === 'a1' && (await get(port, 'pay.gantry.test')).body === 'b1', { timeoutMs: 20_000 });
+  const reloads = await st.templater.metric('gantry_templater_reloads_total');
+  // one window: orders' instance moves (slots only) and pay gets a path route (a reload)
+  await register(st.consul.addr, { id: 'orders-a2', name: 'orders', port: a2.port, check: 'passing' });
+  await deregister(st.consul.addr, 'orders-a1');
+  await register(st.consul.addr, { id: 'pay-b1', name: 'pay', port: b1.port, check: 'passing', tags: ['gantry.path=/pay'] });
+  await waitUntil('reloaded', async () => (await st.templater.metric('gantry_templater_reloads_total')) > reloads, { timeoutMs: 20_000 });
+  await waitUntil('HAProxy matches Consul', async () =>
+    JSON.stringify(await liveServers(st, 'l7_orders.gantry.test')) === JSON.stringify(await consulInstances(st, 'orders'))
+    && JSON.stringify(await liveServers(st, 'l7_pay.gantry.test')) === JSON.stringify(await consulInstances(st, 'pay')), { timeoutMs: 20_000 });
+  t.deepEqual(await liveServers(st, 'l7_orders.gantry.test'), [`127.0.0.1:${a2.port}`]);
+  t.deepEqual(await liveServers(st, 'l7_pay.gantry.test'), [`127.0.0.1:${b1.port}`]);
+  const hitsA1 = a1.hits;
+  for (let i = 0; i < 10; i++) t.is((await get(port, 'orders.gantry.test')).body, 'a2');
+  t.is(a1.hits, hitsA1);
+  t.is((await get(port, 'gantry.test', '/pay/x')).body, 'b1');
+});
+
+/** a unix socket in front of HAProxy's admin socket that can be made to fail (close every connection) */
+async function failingProxy(path: string, upstream: string): Promise<{ failing: boolean; close(): Promise<void> }> {
+  rmSync(path, { force: true });
+  const state = { failing: false, close: async (): Promise<void> => { await new Promise<void>((r) => srv.close(() => r())); } };
+  const srv = net.createServer((c) => {
+    if (state.failing) { c.destroy(); return; }
+    const u = net.connect(upstream);
+    c.pipe(u);
+    u.pipe(c);
+    c.on('error', () => u.destroy());
+    u.on('error', () => c.destroy());
+  });
+  await new Promise<void>((resolve) => srv.listen(path, resolve));
+  return state;
+}
+
+test('a Runtime API sync that fails after a reload is not recorded as applied: it is owed, reported and retried until HAProxy matches', async (t) => {
+  const st = await startStack(t, track, [], { startTemplater: false });
+  const proxySock = join(st.dir, 'admin-proxy.sock');
+  const proxy = await failingProxy(proxySock, st.haproxy.adminSocket);
+  t.teardown(() => proxy.close());
+  const servers = await Promise.all(['a', 'b', 'p'].map((n) => namedServer(n)));
+  t.teardown(async () => { for (const s of servers) await s.close(); });
+  const [a, b, p] = servers as [NamedServer, NamedServer, NamedServer];
+  const stateDir = join(st.dir, 'state');
+  const mapFile = join(stateDir, 'haproxy-hosts.map');
+  const cfgFile = join(st.dir, 'templater.json');
+  // the shipped template with HAProxy's real admin socket, the templater's Runtime API through the proxy
+  writeFileSync(cfgFile, JSON.stringify({
+    templates: [{
+      name: 'haproxy', source: 'builtin:haproxy', destination: st.haproxy.cfgFile,
+      check: ['haproxy', '-c', '-f', '{{path}}'], reload: { master: st.haproxy.masterSocket },
+      runtime: { socket: proxySock, stateFile: join(st.dir, 'server-state'), hostMap: mapFile },
+    }],
+  }));
+  const tp = startTemplater(st.dir, [
+    '--consul-addr', st.consul.addr, '--config', cfgFile, '--haproxy-admin-socket', st.haproxy.adminSocket,
+    '--haproxy-state-file', join(st.dir, 'server-state'), '--haproxy-map-file', mapFile, '--l7-bind', `127.0.0.1:${st.haproxy.httpPort}`,
+    '--state-dir', stateDir, '--vip-manage=false', '--wait', '20ms:200ms', '--probe-interval', '300ms', '--log-level', 'debug',
+  ]);
+  track('templater', tp);
+  const port = st.haproxy.httpPort;
+  await register(st.consul.addr, { id: 'orders-a', name: 'orders', port: a.port, check: 'passing' });
+  await waitUntil('orders served by a', async () => (await get(port, 'orders.gantry.test')).body === 'a', { timeoutMs: 20_000 });
+
+  // the Runtime API fails; a change that needs a reload (a path route) comes with orders moving from a to b
+  proxy.failing = true;
+  await register(st.consul.addr, { id: 'orders-b', name: 'orders', port: b.port, check: 'passing' });
+  await deregister(st.consul.addr, 'orders-a');
+  await register(st.consul.addr, { id: 'pay-p', name: 'pay', port: p.port, check: 'passing', tags: ['gantry.path=/pay'] });
+  const failed = await tp.waitForLog('sync failed', (l) => String(l.msg).startsWith('Runtime API sync failed'));
+  t.is(failed.template, 'haproxy');
+  const health = await (await fetch(`${await tp.adminUrl()}/healthz`)).json() as { templates: Array<{ name: string; lastResult: string; syncOwed: boolean }> };
+  const h = health.templates.find((x) => x.name === 'haproxy')!;
+  t.true(h.syncOwed);
+  t.not(h.lastResult, 'applied', 'a failed sync is not recorded as applied');
+  t.true(await tp.metric('gantry_templater_runtime_updates_total', { result: 'error' }) >= 1);
+
+  // the Runtime API is back: the owed sync is retried and HAProxy matches Consul
+  proxy.failing = false;
+  await tp.waitForLog('owed sync done', (l) => String(l.msg).startsWith('owed Runtime API sync done'), 60_000);
+  t.deepEqual(await liveServers(st, 'l7_orders.gantry.test'), [`127.0.0.1:${b.port}`]);
+  const hitsA = a.hits;
+  for (let i = 0; i < 6; i++) t.is((await get(port, 'orders.gantry.test')).body, 'b');
+  t.is(a.hits, hitsA);
+  const after = await (await fetch(`${await tp.adminUrl()}/healthz`)).json() as { templates: Array<{ name: string; syncOwed: boolean }> };
+  t.false(after.templates.find((x) => x.name === 'haproxy')!.syncOwed);
+});
