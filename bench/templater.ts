@@ -270,7 +270,6 @@ async function addRemoveRun(dir: string, which: Tool['name']): Promise<AddRemove
     for (let i = 0; i < 50; i++) {
       const id = `web-x${i % 5}`;
       const port = spare[i % 5]!;
-      const w0 = nowMs();
       await registerOne(consul.addr, id, 'web', port);
       present.set(id, port);
       add.push(await until(`add ${i}`));

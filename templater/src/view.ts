@@ -148,11 +148,8 @@ export interface HostRoute { host: string; backend: string }
 export interface Claim { group: string; service: string; instance: string; createIndex: number }
 export interface HostConflict { host: string; kept: Claim; refused: Claim[] }
 
-/** Consul's CreateIndex of the registration (the catalog instance carries it); unknown sorts last */
-function createIndexOf(inst: CatalogInstance): number {
-  const v = (inst as { createIndex?: unknown }).createIndex;
-  return typeof v === 'number' && v > 0 ? v : Number.MAX_SAFE_INTEGER;
-}
+/** Consul's CreateIndex of the registration; unknown (0) sorts last */
+const createIndexOf = (inst: CatalogInstance): number => (inst.createIndex > 0 ? inst.createIndex : Number.MAX_SAFE_INTEGER);
 
 export interface Skip { reason: string; subject: string; detail: string }
 

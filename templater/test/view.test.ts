@@ -250,8 +250,8 @@ test('spare backends: a new L7 service takes a spare (host map to it), overflow 
 test('host names from tags: only inside --domain or --allow-host-suffix; two claims: the earliest registration (CreateIndex) keeps it', (t) => {
   const skips: Skip[] = [];
   const list = [
-    inst('zeta', { id: 'zeta-1', tags: ['gantry.host=shop.gantry.test', 'gantry.host=api.example.com', 'gantry.host=bank.evil.org'], createIndex: 10 } as Partial<CatalogInstance>),
-    inst('alpha', { id: 'alpha-1', tags: ['gantry.host=shop.gantry.test', 'gantry.host=zeta.gantry.test'], createIndex: 20 } as Partial<CatalogInstance>),
+    inst('zeta', { id: 'zeta-1', tags: ['gantry.host=shop.gantry.test', 'gantry.host=api.example.com', 'gantry.host=bank.evil.org'], createIndex: 10 }),
+    inst('alpha', { id: 'alpha-1', tags: ['gantry.host=shop.gantry.test', 'gantry.host=zeta.gantry.test'], createIndex: 20 }),
   ];
   const v = buildView(snap(list), opts({ allowHostSuffixes: ['example.com'] }), assign(), (s) => skips.push(s));
   const zeta = v.http.find((g) => g.service === 'zeta')!;
