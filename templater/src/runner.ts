@@ -20,7 +20,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, watchFile, unwatchFile } from 'node:fs';
 import { writeFile, rename } from 'node:fs/promises';
-import { errorMessage, escapeLogField, type CatalogSnapshot, type Logger } from '@gantry/core';
+import { errorMessage, escapeLogField, sleep, type CatalogSnapshot, type Logger } from '@gantry/core';
 import { compileTemplate } from './render/engine.ts';
 import { buildView, type HostConflict, type View, type ViewOptions, type Skip } from './view.ts';
 import { SlotTable } from './runtime/slots.ts';
@@ -184,11 +184,15 @@ export class Runner {
     await this.vips?.afterView(view.tcp.map((g) => ({ key: g.key, vip: g.vip! })));
     this.o.metrics.services.set(view.services.length);
     this.o.metrics.instances.set(view.services.reduce((n, s) => n + s.all.length, 0));
+    this.reportSpares();
+    this.cachedView = { version: snap.version, compact, view };
+    return view;
+  }
+
+  private reportSpares(): void {
     const st = this.routes.stats();
     this.o.metrics.spares.set({ state: 'total' }, st.spares);
     this.o.metrics.spares.set({ state: 'used' }, st.used);
-    this.cachedView = { version: snap.version, compact, view };
-    return view;
   }
 
   private record(r: TemplateRun, result: string, error?: string): void {
@@ -235,7 +239,8 @@ export class Runner {
       this.log.debug({ template: name }, r.retryAt === undefined ? 'same render as the one the check refused; not tried again' : 'same render as the one whose reload failed; retried later');
       return;
     }
-    if (r.applied?.content === content && r.appliedHostMap === hostMap && !r.pendingReload) {
+    // an overflow group is in neither the render nor the map until the compact reload: not "unchanged"
+    if (r.applied?.content === content && r.appliedHostMap === hostMap && !r.pendingReload && view.overflow.length === 0) {
       if (r.syncOwed) await this.sync(r, view, started);
       return;
     }
@@ -323,9 +328,18 @@ export class Runner {
     const name = r.spec.name;
     const y0 = performance.now();
     try {
-      await r.runtime.apply(backendsOf(view), undefined, 'skip');
       const mapFile = r.spec.runtime?.hostMap;
-      if (mapFile) await r.runtime.applyHostMap(mapFile, view.hostMap);
+      // right after a reload the new worker may not answer on the admin socket for a moment
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await r.runtime.apply(backendsOf(view), undefined, 'skip');
+          if (mapFile) await r.runtime.applyHostMap(mapFile, view.hostMap);
+          break;
+        } catch (err) {
+          if (attempt >= 3) throw err;
+          await sleep(50 * attempt);
+        }
+      }
       if (r.lastApplyTimings) r.lastApplyTimings.syncMs = Math.round(performance.now() - y0);
       if (r.syncOwed) {
         this.log.info({ template: name, ms: Math.round(performance.now() - started) }, 'owed Runtime API sync done: HAProxy matches the render');
@@ -362,6 +376,7 @@ export class Runner {
         if (r.runtime && r.target.reloader && (reloaded || out.result === 'unchanged')) {
           // a config with this view's backends and spares runs: new services take spares from here on
           this.routes.commit(view.l7Backends.map((g) => g.key), view.spares.length);
+          this.reportSpares();
           if (this.cachedView && this.cachedView.view !== view) this.cachedView = { ...this.cachedView, compact: true, view };
         }
         r.applied = remembered(view, content);

@@ -8,6 +8,7 @@ import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { waitUntil } from '../../test/harness/process.ts';
+import { socketCommand } from '../../test/harness/unix-socket.ts';
 import { register, deregister, namedServer, get, startTemplater, type NamedServer } from './helpers.ts';
 import { startStack, type Stack } from './stack.ts';
 import { parseServersState } from '../src/runtime/runtime-api.ts';
@@ -49,7 +50,7 @@ test('a new service goes live without a reload while spare backends last; exactl
   await waitUntil('orders served', async () => (await get(port, 'orders.gantry.test')).body === 'orders', { timeoutMs: 20_000 });
   await st.templater.waitForLog('first reload', (l) => String(l.msg).startsWith('rendered, checked, written and reloaded'));
   const p0 = await procs(st);
-  const reloads0 = await st.templater.metric('gantry_templater_reloads_total');
+  const reloads0 = await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' });
   t.is(await st.templater.metric('gantry_templater_spare_backends', { state: 'total' }), 2);
 
   // two new services: each in a spare backend, served by the same worker, no reload
@@ -63,7 +64,7 @@ test('a new service goes live without a reload while spare backends last; exactl
   const p1 = await procs(st);
   t.is(p1.reloads, p0.reloads, 'no reload while the spares last');
   t.deepEqual(p1.workers, p0.workers, 'show proc: the same worker');
-  t.is(await st.templater.metric('gantry_templater_reloads_total'), reloads0);
+  t.is(await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' }), reloads0);
   t.is(await st.templater.metric('gantry_templater_spare_backends', { state: 'used' }), 2);
   t.is((await get(port, 'orders.gantry.test')).body, 'orders');
 
@@ -74,7 +75,7 @@ test('a new service goes live without a reload while spare backends last; exactl
   await waitUntil('pool grown', async () => (await st.templater.metric('gantry_templater_spare_backends', { state: 'total' })) === 4, { timeoutMs: 20_000 });
   const p2 = await procs(st);
   t.is(p2.reloads, p0.reloads + 1, 'exactly one reload when the spares ran out');
-  t.is(await st.templater.metric('gantry_templater_reloads_total'), reloads0 + 1);
+  t.is(await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' }), reloads0 + 1);
   t.is(await backendOf(st, 'n1.gantry.test'), 'l7_n1.gantry.test', 'after the reload each service has its own backend');
   for (const s of [orders!, ...news.slice(0, 3)]) t.is((await get(port, `${s.name}.gantry.test`)).body, s.name);
 
@@ -85,7 +86,7 @@ test('a new service goes live without a reload while spare backends last; exactl
   const p3 = await procs(st);
   t.is(p3.reloads, p2.reloads);
   t.deepEqual(p3.workers, p2.workers);
-  t.is(await st.templater.metric('gantry_templater_reloads_total'), reloads0 + 1);
+  t.is(await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' }), reloads0 + 1);
   t.is(await st.templater.metric('gantry_templater_check_failures_total'), 0);
 });
 
@@ -98,12 +99,12 @@ test('two backends changed in one window, one by the Runtime API and one needing
   await register(st.consul.addr, { id: 'orders-a1', name: 'orders', port: a1.port, check: 'passing' });
   await register(st.consul.addr, { id: 'pay-b1', name: 'pay', port: b1.port, check: 'passing' });
   await waitUntil('both served', async () => (await get(port, 'orders.gantry.test')).body === 'a1' && (await get(port, 'pay.gantry.test')).body === 'b1', { timeoutMs: 20_000 });
-  const reloads = await st.templater.metric('gantry_templater_reloads_total');
+  const reloads = await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' });
   // one window: orders' instance moves (slots only) and pay gets a path route (a reload)
   await register(st.consul.addr, { id: 'orders-a2', name: 'orders', port: a2.port, check: 'passing' });
   await deregister(st.consul.addr, 'orders-a1');
   await register(st.consul.addr, { id: 'pay-b1', name: 'pay', port: b1.port, check: 'passing', tags: ['gantry.path=/pay'] });
-  await waitUntil('reloaded', async () => (await st.templater.metric('gantry_templater_reloads_total')) > reloads, { timeoutMs: 20_000 });
+  await waitUntil('reloaded', async () => (await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' })) > reloads, { timeoutMs: 20_000 });
   await waitUntil('HAProxy matches Consul', async () =>
     JSON.stringify(await liveServers(st, 'l7_orders.gantry.test')) === JSON.stringify(await consulInstances(st, 'orders'))
     && JSON.stringify(await liveServers(st, 'l7_pay.gantry.test')) === JSON.stringify(await consulInstances(st, 'pay')), { timeoutMs: 20_000 });
@@ -112,20 +113,23 @@ test('two backends changed in one window, one by the Runtime API and one needing
   const hitsA1 = a1.hits;
   for (let i = 0; i < 10; i++) t.is((await get(port, 'orders.gantry.test')).body, 'a2');
   t.is(a1.hits, hitsA1);
-  t.is((await get(port, 'gantry.test', '/pay/x')).body, 'b1');
+  await waitUntil('the path route', async () => (await get(port, 'gantry.test', '/pay/x')).body === 'b1', { timeoutMs: 20_000 });
 });
 
-/** a unix socket in front of HAProxy's admin socket that can be made to fail (close every connection) */
+/** a unix socket in front of HAProxy's admin socket that can be made to fail (close every connection unanswered) */
 async function failingProxy(path: string, upstream: string): Promise<{ failing: boolean; close(): Promise<void> }> {
   rmSync(path, { force: true });
   const state = { failing: false, close: async (): Promise<void> => { await new Promise<void>((r) => srv.close(() => r())); } };
-  const srv = net.createServer((c) => {
+  const srv = net.createServer({ allowHalfOpen: true }, (c) => {
     if (state.failing) { c.destroy(); return; }
-    const u = net.connect(upstream);
-    c.pipe(u);
-    u.pipe(c);
-    c.on('error', () => u.destroy());
-    u.on('error', () => c.destroy());
+    // one request a connection, as the CLI takes it: read it all, ask HAProxy, answer
+    let request = '';
+    c.setEncoding('utf8');
+    c.on('data', (d: string) => { request += d; });
+    c.on('error', () => undefined);
+    c.on('end', () => {
+      socketCommand(upstream, request, 15_000).then((answer) => c.end(answer), () => c.destroy());
+    });
   });
   await new Promise<void>((resolve) => srv.listen(path, resolve));
   return state;
@@ -161,11 +165,12 @@ test('a Runtime API sync that fails after a reload is not recorded as applied: i
   await waitUntil('orders served by a', async () => (await get(port, 'orders.gantry.test')).body === 'a', { timeoutMs: 20_000 });
 
   // the Runtime API fails; a change that needs a reload (a path route) comes with orders moving from a to b
+  const t0 = Date.now();
   proxy.failing = true;
   await register(st.consul.addr, { id: 'orders-b', name: 'orders', port: b.port, check: 'passing' });
   await deregister(st.consul.addr, 'orders-a');
   await register(st.consul.addr, { id: 'pay-p', name: 'pay', port: p.port, check: 'passing', tags: ['gantry.path=/pay'] });
-  const failed = await tp.waitForLog('sync failed', (l) => String(l.msg).startsWith('Runtime API sync failed'));
+  const failed = await tp.waitForLog('sync failed', (l) => String(l.msg).startsWith('Runtime API sync failed') && Date.parse(String(l.time)) >= t0);
   t.is(failed.template, 'haproxy');
   const health = await (await fetch(`${await tp.adminUrl()}/healthz`)).json() as { templates: Array<{ name: string; lastResult: string; syncOwed: boolean }> };
   const h = health.templates.find((x) => x.name === 'haproxy')!;
@@ -175,7 +180,8 @@ test('a Runtime API sync that fails after a reload is not recorded as applied: i
 
   // the Runtime API is back: the owed sync is retried and HAProxy matches Consul
   proxy.failing = false;
-  await tp.waitForLog('owed sync done', (l) => String(l.msg).startsWith('owed Runtime API sync done'), 60_000);
+  const back = Date.now();
+  await tp.waitForLog('owed sync done', (l) => String(l.msg).startsWith('owed Runtime API sync done') && Date.parse(String(l.time)) >= back, 60_000);
   t.deepEqual(await liveServers(st, 'l7_orders.gantry.test'), [`127.0.0.1:${b.port}`]);
   const hitsA = a.hits;
   for (let i = 0; i < 6; i++) t.is((await get(port, 'orders.gantry.test')).body, 'b');

@@ -133,7 +133,8 @@ test('L7 by Host, names in dnsmasq, L4 Redis on its VIP; instance changes and ne
   const redis2 = await startRedis();
   track('redis2', redis2);
   await register(st.consul.addr, { id: 'redis-2', name: 'cache', port: redis2.port, check: 'passing', tags: ['gantry.tcp=6380'] });
-  await waitUntil('cache in DNS', async () => (await st.dnsmasq.resolve('cache.gantry.test').catch((): string[] => [])).length > 0, { timeoutMs: 20_000 });
+  const [cacheVip] = await waitUntil('cache in DNS', async () => { const a = await st.dnsmasq.resolve('cache.gantry.test').catch((): string[] => []); return a.length ? a : undefined; }, { timeoutMs: 20_000 });
+  await waitUntil('cache through its VIP', async () => /^\+PONG/.test(await redisPing(cacheVip!, 6380).catch(() => '')), { timeoutMs: 20_000 });
   t.true((await reloadsOf(st.haproxy)) > reloads);
   t.is((await get(port, 'orders.gantry.test')).status, 200);
   t.is((await get(port, 'payments.gantry.test')).body, 'a');

@@ -44,7 +44,7 @@ test('host names from tags: outside --domain and --allow-host-suffix refused and
 });
 
 test('the VIP pool gives an address back after the grace period when a service loses its gantry.tcp tag', async (t) => {
-  const st = await startStack(t, track, ['--vip-grace', '2s']);
+  const st = await startStack(t, track, ['--vip-grace', '15s']);
   const web = await namedServer('web');
   t.teardown(() => web.close());
   await register(st.consul.addr, { id: 'db-1', name: 'db', port: web.port, check: 'passing', tags: ['gantry.tcp=7000'] });
@@ -59,7 +59,7 @@ test('the VIP pool gives an address back after the grace period when a service l
   await register(st.consul.addr, { id: 'db-1', name: 'db', port: web.port, check: 'passing' });
   await waitUntil('db at L7', async () => (await get(st.haproxy.httpPort, 'db.gantry.test')).body === 'web', { timeoutMs: 20_000 });
   t.is(assignments().db?.vip, vip, 'still reserved during the grace period');
-  const freed = await st.templater.waitForLog('VIP given back', (l) => String(l.msg).startsWith('VIP given back to the pool'), 20_000);
+  const freed = await st.templater.waitForLog('VIP given back', (l) => String(l.msg).startsWith('VIP given back to the pool'), 40_000);
   t.is(freed.vip, vip);
   t.is(freed.group, 'db');
   t.is(freed.pool, st.pool);
