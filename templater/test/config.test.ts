@@ -40,7 +40,7 @@ test('a config file: builtins resolved, relative paths from the file, every opti
   t.is(h!.mode, 0o640);
   t.is(h!.waitMinMs, 10);
   t.deepEqual(h!.reload, { master: '/run/m.sock' });
-  t.deepEqual(h!.runtime, { socket: '/run/a.sock', stateFile: '/run/s' });
+  t.deepEqual(h!.runtime, { socket: '/run/a.sock', stateFile: '/run/s', hostMap: undefined });
   t.is(own!.source, join(dir, 'own.hbs'));
   t.is(own!.name, '/tmp/x/own.txt');
   t.true(own!.allowEmpty);

@@ -263,13 +263,14 @@ test('a reload HAProxy refuses: old workers keep serving, the failure is counted
   await register(st.consul.addr, { id: 'o1', name: 'orders', port: a.port, check: 'passing' });
   await st.templater.waitForLog('reload failed', (l) => String(l.msg).startsWith('reload failed'));
   t.true(await st.templater.metric('gantry_templater_reload_failures_total', { reason: 'rejected' }) >= 1);
-  // the bootstrap config (the last good file) is back on disk, and still serving
-  t.regex(readFileSync(st.haproxy.cfgFile, 'utf8'), /bootstrap/);
+  // the bootstrap config (the last good file) is back on disk (a retry may be writing the render
+  // again at this moment, to restore it again when its reload fails), and still serving
+  await waitUntil('the last good file back', async () => /bootstrap/.test(readFileSync(st.haproxy.cfgFile, 'utf8')), { timeoutMs: 10_000 });
   t.is((await get(st.haproxy.httpPort, 'orders.gantry.test')).body, 'bootstrap');
   t.false(st.templater.proc.exited());
   // the same render is tried again later, with backoff (not in a storm, not never)
   await waitUntil('retried', async () => (await st.templater.metric('gantry_templater_reload_failures_total', { reason: 'rejected' })) >= 2, { timeoutMs: 20_000 });
-  t.regex(readFileSync(st.haproxy.cfgFile, 'utf8'), /bootstrap/);
+  await waitUntil('the last good file back again', async () => /bootstrap/.test(readFileSync(st.haproxy.cfgFile, 'utf8')), { timeoutMs: 10_000 });
   // the hosts file (another template) is applied regardless
   await waitUntil('hosts', async () => readFileSync(st.hostsFile, 'utf8').includes('orders.gantry.test'), { timeoutMs: 20_000 });
 });
