@@ -128,6 +128,33 @@ test('503 without a healthy instance, 502 when unreachable, 504 when too slow â€
   await waitCount('access log line of a 504', () => gw.logs().filter((l) => l.msg === 'access' && l.status === 504).length, 1);
 });
 
+test('a draining instance (deregistered mid-request) finishes its in-flight request', async (t) => {
+  let started!: () => void;
+  const inFlight = new Promise<void>((r) => { started = r; });
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => { finish = r; });
+  const drain = await testUpstream('drain', (req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('fin');
+    started();
+    void finished.then(() => res.end('ished'));
+  });
+  ups.push(drain);
+  await register(consul.addr, { id: 'drain-1', name: 'drain', address: '127.0.0.1', port: drain.port, tags: ['urlprefix-/drain'] });
+  await waitInstances(gw, '*', '/drain', 'drain', ['drain-1']);
+  let done = false;
+  const pending = request(`${gw.url}/drain`).finally(() => { done = true; });
+  await inFlight;
+  await deregister(consul.addr, 'drain-1');
+  await waitCount('the route gone from the table', async () => ((await gw.routes()).routes.some((r) => r.path === '/drain') ? 0 : 1), 1);
+  t.false(done, 'still in flight when the instance left the table');
+  t.is((await request(`${gw.url}/drain`)).status, 404, 'no new request reaches it');
+  finish();
+  const r = await pending;
+  t.is(r.status, 200);
+  t.is(r.body, 'finished');
+});
+
 test('bodies stream both ways (5 MB up, 8 MB down) through the gateway', async (t) => {
   const big = await testUpstream('big', (req, res) => {
     let n = 0;
