@@ -8,6 +8,7 @@ import { spawnEngine, tcpReady, waitUntil, type ManagedProcess } from '../test/h
 import { startConsul } from '../test/harness/engines/consul.ts';
 import { startRedis } from '../test/harness/engines/redis.ts';
 import { startDnsmasq } from '../test/harness/engines/dnsmasq.ts';
+import { startZooKeeper } from '../test/harness/engines/zookeeper.ts';
 import { GANTRY_NODE_FLAGS } from '../test/harness/gantry.ts';
 
 const runDir = process.env.GANTRY_RUN_DIR ?? join(repoRoot, '.run');
@@ -42,8 +43,12 @@ async function main(): Promise<void> {
   procs.push({ name: 'dnsmasq', stop: () => dns.stop() });
   say(`dnsmasq   127.0.0.1:${dns.port}   (names the templater writes to ${hosts}; try: dig @127.0.0.1 -p ${dns.port} <service>.${domain})`);
 
+  const zk = await startZooKeeper();
+  procs.push({ name: 'zookeeper', stop: () => zk.stop() });
+  say(`zookeeper ${zk.connectString}   (Dubbo providers under /dubbo ↔ Consul through the registrator's bridge)`);
+
   const env = { ...process.env, CONSUL_HTTP_ADDR: consul.addr };
-  for (const part of parts({ redisUrl: redis.url, hosts, dnsmasqPid: dns.pidFile })) {
+  for (const part of parts({ redisUrl: redis.url, hosts, dnsmasqPid: dns.pidFile, zookeeper: zk.connectString })) {
     const p = spawnEngine(part.name, process.execPath, [...GANTRY_NODE_FLAGS, join(repoRoot, 'cli', 'bin', 'gantry.js'), ...part.args], { env, logFile: join(runDir, `${part.name}.log`) });
     procs.push({ name: part.name, stop: () => p.stop() });
     say(`${part.name.padEnd(9)} ${part.where}   (log ${p.logFile})`);
@@ -55,7 +60,7 @@ async function main(): Promise<void> {
 }
 
 /** The Gantry parts `make up` runs; each part adds itself here when it exists. */
-function parts(ctx: { redisUrl: string; hosts: string; dnsmasqPid: string }): Array<{ name: string; args: string[]; where: string }> {
+function parts(ctx: { redisUrl: string; hosts: string; dnsmasqPid: string; zookeeper: string }): Array<{ name: string; args: string[]; where: string }> {
   const registratorAdmin = process.env.GANTRY_UP_REGISTRATOR_ADMIN ?? '127.0.0.1:9101';
   const templaterAdmin = process.env.GANTRY_UP_TEMPLATER_ADMIN ?? '127.0.0.1:9102';
   const gatewayListen = process.env.GANTRY_UP_GATEWAY_LISTEN ?? '127.0.0.1:9080';
@@ -63,8 +68,8 @@ function parts(ctx: { redisUrl: string; hosts: string; dnsmasqPid: string }): Ar
   return [
     {
       name: 'registrator',
-      args: ['registrator', '--admin-addr', registratorAdmin, '--audit-redis', ctx.redisUrl],
-      where: `http://${registratorAdmin}/metrics  (containers of the local Docker engine → Consul)`,
+      args: ['registrator', '--admin-addr', registratorAdmin, '--audit-redis', ctx.redisUrl, '--zookeeper', ctx.zookeeper],
+      where: `http://${registratorAdmin}/metrics  (containers of the local Docker engine → Consul; Dubbo providers in ZooKeeper ↔ Consul)`,
     },
     {
       name: 'templater',

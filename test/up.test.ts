@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { repoRoot } from './harness/bins.ts';
 import { freePorts, tempDir, removeDir, waitUntil } from './harness/process.ts';
 
-test('scripts/up.ts starts Consul (UI) and HAProxy (stats), and SIGINT stops them all', async (t) => {
+test('scripts/up.ts starts Consul (UI), HAProxy (stats), ZooKeeper and the bridge, and SIGINT stops them all', async (t) => {
   const [consulPort, statsPort, regPort, tplPort, l7Port] = await freePorts(5);
   const runDir = tempDir('up');
   t.teardown(() => removeDir(runDir));
@@ -27,9 +27,14 @@ test('scripts/up.ts starts Consul (UI) and HAProxy (stats), and SIGINT stops the
   // the registrator is up against the local Docker engine
   const health = await waitUntil('registrator healthy', async () => {
     const res = await fetch(`http://127.0.0.1:${regPort}/healthz`);
-    return res.ok ? ((await res.json()) as Record<string, unknown>) : undefined;
+    const body = res.ok ? ((await res.json()) as Record<string, unknown>) : undefined;
+    return body && 'zookeeper-export' in body ? body : undefined; // the bridge joins once its ZooKeeper session is up
   }, { timeoutMs: 30_000 });
   t.is(health.docker, 'ok');
+  // and bridges the ZooKeeper `make up` runs
+  t.regex(out, /zookeeper 127\.0\.0\.1:\d+/);
+  t.is(health.zookeeper, 'ok');
+  t.is(health['zookeeper-export'], 'ok');
   // the templater rendered HAProxy: the L7 frontend answers (no such service: not a 200)
   await waitUntil('templater healthy', async () => (await fetch(`http://127.0.0.1:${tplPort}/healthz`)).ok, { timeoutMs: 30_000 });
   const l7 = await waitUntil('L7 frontend', async () => (await fetch(`http://127.0.0.1:${l7Port}/`, { headers: { host: 'nothing.gantry.local' } })).status, { timeoutMs: 30_000 });
