@@ -18,7 +18,6 @@ import { asBoolean, asNumber, asString } from './convert.ts';
 import { Emitter, type Listener } from './events.ts';
 import { Layer, diffViews, mergeLayers, type RawEntry } from './layers.ts';
 import { normalizeOptions, type Settings } from './options.ts';
-import { TokenBucket } from './ratelimit.ts';
 import { SnapshotWriter, readSnapshot, serializeSnapshot, type SnapshotData, type SnapshotRead } from './snapshot.ts';
 import type { ChangeEvent, ClientEvents, ConfigClientOptions, ConfigTree, ConfigValue, InvalidDocument, Source } from './types.ts';
 import { View } from './view.ts';
@@ -232,7 +231,7 @@ export class ConfigClient {
           waitMs: s.waitMs,
           timeoutMs: s.timeoutMs,
           backoff: s.backoff,
-          rate: new TokenBucket(s.rate.perSecond, s.rate.burst),
+          rate: s.rate,
           signal: this.abort.signal,
           onAnswer: (answer) => {
             if (answer.filteredByAcl && !this.aclWarned[i]) {

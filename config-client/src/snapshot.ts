@@ -1,11 +1,9 @@
 // The local snapshot: the raw KV entries of every prefix, so an app starts
 // when Consul cannot be reached. Written atomically (temp file in the same
-// folder, fsync, rename, fsync of the folder), mode 0600; read back strictly:
+// folder, fsync, rename, fsync of the folder: core's writeFileAtomic), mode 0600; read back strictly:
 // anything that is not a snapshot of ours is reported, never trusted.
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { errorMessage } from '@gantry/core';
+import { readFile } from 'node:fs/promises';
+import { errorMessage, writeFileAtomic } from '@gantry/core';
 
 export const SNAPSHOT_VERSION = 1;
 
@@ -56,28 +54,8 @@ function checkShape(data: unknown): string | undefined {
   return undefined;
 }
 
-/** Replaces path with text, or leaves it as it was: never a half-written file. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const dir = dirname(path);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    try {
-      await fh.writeFile(text, 'utf8');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  // the rename itself is durable once the folder is synced (not every file system allows it)
-  const dh = await open(dir, 'r').catch(() => undefined);
-  if (dh) await dh.sync().catch(() => undefined).finally(() => dh.close());
-}
+/** the snapshot: core's writeFileAtomic, readable by the owner only */
+export const writeSnapshotFile = (path: string, text: string): Promise<void> => writeFileAtomic(path, text, { mode: 0o600, dirMode: 0o700 });
 
 /**
  * Writes the snapshot after changes, one write at a time: a change while a
@@ -114,7 +92,7 @@ export class SnapshotWriter {
     while (this.dirty) {
       this.dirty = false;
       try {
-        await writeFileAtomic(this.path, this.serialize());
+        await writeSnapshotFile(this.path, this.serialize());
         this.onWritten();
       } catch (err) {
         this.onError(err);

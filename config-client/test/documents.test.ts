@@ -6,7 +6,7 @@ import { parseProperties } from '../src/properties.ts';
 import { View } from '../src/view.ts';
 import { asBoolean, asNumber, asString } from '../src/convert.ts';
 import { Layer, diffViews } from '../src/layers.ts';
-import { TokenBucket } from '../src/ratelimit.ts';
+import { TokenBucket } from '@gantry/core';
 import { normalizeOptions, normalizePrefix } from '../src/options.ts';
 import type { ConfigValue } from '../src/types.ts';
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { ConfigClient } from '../src/index.ts';
-import { readSnapshot, writeFileAtomic } from '../src/snapshot.ts';
+import { readSnapshot, writeSnapshotFile as writeFileAtomic } from '../src/snapshot.ts';
 import { captureLogs, kvClient, nextEvent, until } from './helpers.ts';
 
 const track = manageEngines(test);

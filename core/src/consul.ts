@@ -18,6 +18,8 @@ export interface ConsulConfig {
   certFile?: string | undefined;
   keyFile?: string | undefined;
   datacenter?: string | undefined;
+  /** connections at once to the agent (default 64); 1: every request goes over one connection */
+  maxSockets?: number | undefined;
 }
 
 /** Consul's own environment variables, as the consul CLI reads them. */
@@ -60,6 +62,12 @@ export interface ConsulClient {
   readonly datacenter: string | undefined;
   /** raw HTTP call; 404 resolves (status 404), other non-2xx rejects with E_CONSUL_HTTP */
   request<T>(method: string, path: string, opts?: RequestOptions): Promise<ConsulResponse<T>>;
+  /**
+   * a client of the same configuration whose requests share one kept-alive
+   * connection: behind a load balancer or a DNS name with several agents, they
+   * all reach the same agent (for agent-local state: checks, sessions). Close it too.
+   */
+  pinned?(): ConsulClient;
   close(): void;
 }
 
@@ -96,8 +104,8 @@ export function createConsul(cfg: ConsulConfig): ConsulClient {
     key: cfg.keyFile ? readFileSync(cfg.keyFile) : undefined,
   };
   const agent = secure
-    ? new https.Agent({ keepAlive: true, maxSockets: 64, ...tls })
-    : new http.Agent({ keepAlive: true, maxSockets: 64 });
+    ? new https.Agent({ keepAlive: true, maxSockets: cfg.maxSockets ?? 64, ...tls })
+    : new http.Agent({ keepAlive: true, maxSockets: cfg.maxSockets ?? 64 });
   const port = Number(url.port || (secure ? 443 : 80));
   const baseUrl = `${secure ? 'https' : 'http'}://${url.hostname}:${port}`;
   // the `consul` package is loaded on first use only: most parts need just `request`
@@ -166,6 +174,7 @@ export function createConsul(cfg: ConsulConfig): ConsulClient {
     baseUrl,
     datacenter: cfg.datacenter,
     request,
+    pinned: () => createConsul({ ...cfg, maxSockets: 1 }),
     close() {
       agent.destroy();
     },

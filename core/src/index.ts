@@ -14,3 +14,5 @@ export * from './consul/blocking-query.ts';
 export * from './consul/catalog-watcher.ts';
 export * from './abort.ts';
 export * from './redis-url.ts';
+export * from './rate-limit.ts';
+export * from './files.ts';

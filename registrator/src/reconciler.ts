@@ -5,7 +5,7 @@
 // resync, when the sink reports its records changed (an agent restart), and
 // after an apply failed. Nothing is written while `canWrite()` is false (a
 // follower replica), and nothing not ours is ever touched.
-import { specOf, errorMessage, sleep, untilWoken, Backoff, type Logger, type OwnerId, type ServiceInstance, type SourceKind } from '@gantry/core';
+import { specOf, errorMessage, sleep, untilWoken, mapLimit, Backoff, type Logger, type OwnerId, type ServiceInstance, type SourceKind } from '@gantry/core';
 
 export interface Source {
   readonly kind: SourceKind;
@@ -198,49 +198,37 @@ export class Reconciler {
   private async applyBatched(entries: PlanEntry[], reason: Reason, batch: (e: readonly PlanEntry[]) => Promise<void>, size: number): Promise<Applied[]> {
     const chunks: PlanEntry[][] = [];
     for (let i = 0; i < entries.length; i += size) chunks.push(entries.slice(i, i + size));
-    const out: Applied[] = [];
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < chunks.length) {
-        const chunk = chunks[next++]!;
-        if (this.o.canWrite && !this.o.canWrite()) return;
-        const t0 = performance.now();
-        try {
-          await batch(chunk);
-          const ms = performance.now() - t0;
-          for (const e of chunk) out.push(this.recordOk(e, reason, ms));
-        } catch (err) {
-          this.o.log.warn({ changes: chunk.length, err: errorMessage(err) }, 'batch rolled back; applying its changes one by one');
-          out.push(...(await this.applyEach(chunk, reason)));
-        }
+    const done = await mapLimit(chunks, 4, async (chunk): Promise<Applied[]> => {
+      if (this.o.canWrite && !this.o.canWrite()) return [];
+      const t0 = performance.now();
+      try {
+        await batch(chunk);
+        const ms = performance.now() - t0;
+        return chunk.map((e) => this.recordOk(e, reason, ms));
+      } catch (err) {
+        this.o.log.warn({ changes: chunk.length, err: errorMessage(err) }, 'batch rolled back; applying its changes one by one');
+        return this.applyEach(chunk, reason);
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(4, chunks.length) }, worker));
-    return out;
+    });
+    return done.flat();
   }
 
   private async applyEach(entries: PlanEntry[], reason: Reason): Promise<Applied[]> {
-    const out: Applied[] = [];
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < entries.length) {
-        const e = entries[next++]!;
-        if (this.o.canWrite && !this.o.canWrite()) return;
-        const t0 = performance.now();
-        const why = this.why(e, reason);
-        try {
-          if (e.action === 'deregister') await this.o.sink.deregister(e.instance);
-          else await this.o.sink.register(e.instance, e.previous);
-          out.push(this.recordOk(e, reason, performance.now() - t0));
-        } catch (err) {
-          const a: Applied = { ...e, reason: why, ok: false, error: errorMessage(err), ms: performance.now() - t0 };
-          out.push(a);
-          this.o.log.error({ action: e.action, service: e.instance.name, instance: e.instance.id, err: a.error }, `${e.action} failed`);
-          this.o.onApplied?.(a);
-        }
+    const done = await mapLimit(entries, this.o.concurrency ?? 16, async (e): Promise<Applied | undefined> => {
+      if (this.o.canWrite && !this.o.canWrite()) return undefined;
+      const t0 = performance.now();
+      const why = this.why(e, reason);
+      try {
+        if (e.action === 'deregister') await this.o.sink.deregister(e.instance);
+        else await this.o.sink.register(e.instance, e.previous);
+        return this.recordOk(e, reason, performance.now() - t0);
+      } catch (err) {
+        const a: Applied = { ...e, reason: why, ok: false, error: errorMessage(err), ms: performance.now() - t0 };
+        this.o.log.error({ action: e.action, service: e.instance.name, instance: e.instance.id, err: a.error }, `${e.action} failed`);
+        this.o.onApplied?.(a);
+        return a;
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.o.concurrency ?? 16, entries.length) }, worker));
-    return out;
+    });
+    return done.filter((a): a is Applied => a !== undefined);
   }
 }

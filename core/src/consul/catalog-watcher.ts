@@ -1,20 +1,20 @@
-// The Consul watcher. However many services there are, it holds a constant
-// number of blocking queries:
-//   /v1/catalog/services   — names and tags; its index moves on every registration change
+// The Consul catalog watcher. However many services there are, it holds a
+// constant number of blocking queries:
+//   /v1/catalog/services   — its index moves on every registration change
 //   /v1/health/state/any   — every check; its index moves on every health change
 //   /v1/kv/<prefix>?recurse — only when a KV prefix is watched
-// and then fetches only what changed:
-//   - a service whose name is new, whose tags changed, or whose checked instances
-//     appeared or went away (seen in the checks) is fetched alone with
-//     /v1/health/service/<name>;
-//   - health changes are applied from /v1/health/state/any itself, with no fetch;
-//   - when the catalog answers first, a filtered /v1/health/state/any matching nothing
-//     (its index only) says whether the change wrote checks, whose answer is then awaited;
-//   - when the catalog index moved and no fetched service accounts for it (an
-//     instance without checks, a re-registration with a new port), one sweep reads
-//     /v1/catalog/node-services/<node> for each node (a request a node, not a
-//     service) and keeps the services whose instances differ. The first sync and a
-//     periodic resync (resyncMs) are sweeps too.
+// Health changes are applied from /v1/health/state/any itself, with no fetch.
+// A registration change is located by node, never guessed and never waited
+// for with a timer: each node's services carry a per-node index (the
+// X-Consul-Index of /v1/catalog/node-services/<node>, moved by every
+// registration or removal on that node, with or without checks), read cheaply
+// with a filter matching nothing; only nodes whose index moved are read in
+// full, and the instances that appeared, went away or changed are applied.
+// An instance registered after the checks we hold has its service's checks
+// read once (/v1/health/service/<name>), so a check written with its instance
+// is never missed. The first sync and a periodic resync (resyncMs, counted in
+// stats.resyncs) read every node. One-shot requests go one at a time: with the
+// blocking queries, at most four connections to Consul.
 import { GantryError, errorMessage } from '../errors.ts';
 import type { ConsulClient } from '../consul.ts';
 import type { Logger } from '../logger.ts';
@@ -34,9 +34,9 @@ export interface CatalogWatcherOptions {
   waitMs?: number;
   /** minimum time between two queries to one endpoint (default 100ms) */
   minSpacingMs?: number;
-  /** fetches of changed services in flight at once (default 8) */
+  /** one-shot reads (node probes, node and service reads) in flight at once (default 1: ≤ 4 connections in all) */
   fetchConcurrency?: number;
-  /** a full sweep this often to catch what the indexes could not say (default 5m, 0: never) */
+  /** a full read of every node this often, a safety net counted in stats.resyncs (default 5m, 0: never) */
   resyncMs?: number;
   /** every request sent to Consul, by endpoint kind */
   onRequest?: (endpoint: string) => void;
@@ -44,11 +44,31 @@ export interface CatalogWatcherOptions {
   random?: () => number;
 }
 
+/** What the watcher did, for tests, metrics and benchmarks. */
+export interface CatalogWatcherStats {
+  /** snapshots published */
+  syncs: number;
+  /** full reads of every node (the first sync, resyncs) */
+  sweeps: number;
+  /** periodic resyncs that fired: the only timer-driven reads */
+  resyncs: number;
+  /** cheap per-node index reads */
+  nodeProbes: number;
+  /** full reads of one node's services */
+  nodeReads: number;
+  /** reads of one service's checks (instances newer than the checks held) */
+  serviceReads: number;
+}
+
 interface ServiceRecord {
   instances: Map<string, Omit<CatalogInstance, 'status'>>;
-  /** instance keys that had checks when last fetched */
-  checked: Set<string>;
-  tagUnion: string[];
+}
+
+interface NodeRecord {
+  /** X-Consul-Index of /v1/catalog/node-services/<node>: moves with every registration on the node */
+  index: bigint;
+  /** instance key → service name and what was read (to see what changed) */
+  instances: Map<string, { service: string; sig: string }>;
 }
 
 interface CheckState {
@@ -57,21 +77,23 @@ interface CheckState {
   byInstance: Map<string, ConsulCheck[]>;
   /** node-level checks (serfHealth, node maintenance), by node */
   byNode: Map<string, ConsulCheck[]>;
-  /** instance keys with checks, by service name */
-  keysByName: Map<string, Set<string>>;
 }
 
 type Listener = (snap: CatalogSnapshot) => void;
 
+/** a filter no service matches: the answer is the node's index alone */
+const MATCH_NOTHING = encodeURIComponent('ID == "__gantry_index_only__"');
+
 export class CatalogWatcher {
   private readonly o: Required<Omit<CatalogWatcherOptions, 'kvPrefix' | 'onRequest' | 'onRequestError' | 'random'>> & CatalogWatcherOptions;
   private readonly ac = new AbortController();
-  private catalog: { index: string; tags: Map<string, string[]> } | undefined;
+  private catalog: { index: string } | undefined;
   private checks: CheckState | undefined;
   /** checks read with a single service fetch, newer than the state/any we hold */
   private overrides = new Map<string, { index: bigint; checks: ConsulCheck[] }>();
   private kv: { index: string; entries: Map<string, string> } | undefined;
   private readonly known = new Map<string, ServiceRecord>();
+  private readonly nodes = new Map<string, NodeRecord>();
   private syncedCatalog = -1n;
   private syncing: Promise<void> | undefined;
   private again = false;
@@ -83,15 +105,13 @@ export class CatalogWatcher {
   private readonly readyPromise = new Promise<void>((r) => { this.readyResolve = r; });
   private loops: Promise<void>[] = [];
   private resyncTimer: NodeJS.Timeout | undefined;
-  private healthGrace: NodeJS.Timeout | undefined;
-  private healthGraceOver = false;
-  /** the checks index a catalog change is waiting for */
-  private waitingForHealth: bigint | undefined;
+  private detach: (() => void) | undefined;
+  readonly stats: CatalogWatcherStats = { syncs: 0, sweeps: 0, resyncs: 0, nodeProbes: 0, nodeReads: 0, serviceReads: 0 };
   /** the last error talking to Consul, cleared by the next success */
   lastError: string | undefined;
 
   constructor(opts: CatalogWatcherOptions) {
-    this.o = { waitMs: 300_000, minSpacingMs: 100, fetchConcurrency: 8, resyncMs: 300_000, ...opts };
+    this.o = { waitMs: 300_000, minSpacingMs: 100, fetchConcurrency: 1, resyncMs: 300_000, ...opts };
   }
 
   /** resolves once catalog, health (and KV) have been read and merged once */
@@ -105,7 +125,11 @@ export class CatalogWatcher {
   }
 
   start(signal?: AbortSignal): void {
-    signal?.addEventListener('abort', () => this.stop(), { once: true });
+    if (signal) {
+      const onAbort = (): void => this.stop();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.detach = () => signal.removeEventListener('abort', onAbort);
+    }
     const common = {
       consul: this.o.consul, waitMs: this.o.waitMs, minSpacingMs: this.o.minSpacingMs, signal: this.ac.signal,
       random: this.o.random,
@@ -119,11 +143,9 @@ export class CatalogWatcher {
       ...common, path: '/v1/catalog/services', endpoint: 'catalog',
       onRequest: () => this.o.onRequest?.('catalog'),
       onError: onError('catalog'),
-      onChange: (body, index) => {
+      onChange: (_body, index) => {
         this.lastError = undefined;
-        const tags = new Map<string, string[]>();
-        for (const [name, t] of Object.entries(body ?? {})) tags.set(name, [...new Set(t ?? [])].sort());
-        this.catalog = { index, tags };
+        this.catalog = { index };
         return this.schedule();
       },
     }));
@@ -159,14 +181,15 @@ export class CatalogWatcher {
       }));
     }
     if (this.o.resyncMs > 0) {
-      this.resyncTimer = setInterval(() => { this.needSweep = true; void this.schedule(); }, this.o.resyncMs);
+      this.resyncTimer = setInterval(() => { this.stats.resyncs++; this.needSweep = true; void this.schedule(); }, this.o.resyncMs);
       this.resyncTimer.unref();
     }
   }
 
   stop(): void {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
-    if (this.healthGrace) clearTimeout(this.healthGrace);
+    this.detach?.();
+    this.detach = undefined;
     this.ac.abort(new GantryError('E_STOPPED', 'watcher stopped'));
   }
 
@@ -189,6 +212,7 @@ export class CatalogWatcher {
           this.lastError = `sync: ${errorMessage(err)}`;
           this.o.log.warn({ err: errorMessage(err) }, 'reading changed services from Consul failed; keeping the last data, retrying');
           this.o.onRequestError?.('sync');
+          // a failed read is retried after a pause (Consul is failing; the blocking queries back off too)
           await new Promise((r) => setTimeout(r, 500 + Math.random() * 500));
           this.again = true;
         }
@@ -215,123 +239,87 @@ export class CatalogWatcher {
     const checks = this.checks;
     if (!catalog || !checks || (this.o.kvPrefix !== undefined && !this.kv)) return;
     const catalogIndex = BigInt(catalog.index);
-    const catalogMoved = catalogIndex !== this.syncedCatalog;
-    // the checks we hold are older than the catalog: did this change write checks too? A filtered
-    // /v1/health/state/any that matches nothing answers with the checks' index alone (one tiny
-    // request a catalog change, not a service): if it moved, the blocking health answer is on its
-    // way and carries what the change added; wait for it rather than sweep every node
-    if (catalogMoved && !this.needSweep && checks.index < catalogIndex) {
-      if (this.waitingForHealth !== undefined && checks.index < this.waitingForHealth && !this.healthGraceOver) return;
-      if (this.waitingForHealth === undefined) {
-        const probe = await this.get<unknown>('health', `/v1/health/state/any?filter=${encodeURIComponent('CheckID == "__gantry_index_only__"')}`);
-        if (probe.index > checks.index) {
-          this.waitingForHealth = probe.index;
-          // a safety net only: the blocking query answers as soon as its index moves
-          this.healthGrace = setTimeout(() => { this.healthGraceOver = true; this.healthGrace = undefined; void this.schedule(); }, 2000);
-          return;
-        }
-      }
-    }
-    if (this.healthGrace) { clearTimeout(this.healthGrace); this.healthGrace = undefined; }
-    this.healthGraceOver = false;
-    this.waitingForHealth = undefined;
-    let use = checks;
-    if (this.needSweep) {
-      use = await this.sweep(checks);
+    if (this.needSweep || catalogIndex !== this.syncedCatalog) {
+      const all = this.needSweep;
       this.needSweep = false;
-    } else if (catalogMoved) {
-      const dirty = this.dirtyNames(catalog.tags, checks);
-      // a name gone from the catalog is fetched too: its answer (empty) carries the index of its removal
-      for (const name of this.known.keys()) if (!catalog.tags.has(name)) dirty.add(name);
-      let explained = 0n;
-      await mapLimit([...dirty], this.o.fetchConcurrency, async (name) => {
-        const idx = await this.fetchService(name);
-        if (idx > explained) explained = idx;
-      });
-      // the newest registration change was not one of the services fetched: look at every node once
-      if (explained < catalogIndex) use = await this.sweep(checks);
+      if (all) this.stats.sweeps++;
+      try {
+        const newer = await this.readNodes(all, checks.index);
+        // instances registered after the checks we hold: their checks, read with them
+        await mapLimit([...newer], this.o.fetchConcurrency, (name) => this.readServiceChecks(name));
+      } catch (err) {
+        if (all) this.needSweep = true;
+        throw err;
+      }
     }
     this.syncedCatalog = catalogIndex;
-    this.publish(catalog.index, use);
+    this.publish(catalog.index, this.checks ?? checks);
   }
 
-  /** names whose registrations changed in a way the two indexes' answers show */
-  private dirtyNames(tags: Map<string, string[]>, checks: CheckState): Set<string> {
-    const dirty = new Set<string>();
-    for (const [name, t] of tags) {
-      const rec = this.known.get(name);
-      if (!rec || rec.tagUnion.join('\u0000') !== t.join('\u0000')) dirty.add(name);
-    }
-    for (const [name, keys] of checks.keysByName) {
-      const rec = this.known.get(name);
-      if (!rec) { if (tags.has(name)) dirty.add(name); continue; }
-      for (const k of keys) if (!rec.instances.has(k)) { dirty.add(name); break; }
-    }
-    for (const [name, rec] of this.known) {
-      const keys = checks.keysByName.get(name);
-      for (const k of rec.checked) if (!keys?.has(k)) { dirty.add(name); break; }
-    }
-    return dirty;
-  }
-
-  /** reads one service with /v1/health/service/<name>; returns its index */
-  private async fetchService(name: string): Promise<bigint> {
-    const { body, index } = await this.get<ConsulHealthEntry[] | string>('service', `/v1/health/service/${encodeURIComponent(name)}`);
-    const entries = Array.isArray(body) ? body : [];
-    const rec: ServiceRecord = { instances: new Map(), checked: new Set(), tagUnion: [] };
-    const tagSet = new Set<string>();
-    for (const e of entries) {
-      const inst = toInstance(e.Node.Node, e.Node.Address, e.Service);
-      rec.instances.set(inst.key, inst);
-      for (const t of inst.tags) tagSet.add(t);
-      const own = (e.Checks ?? []).filter((c) => c.ServiceID !== '');
-      if (own.length) rec.checked.add(inst.key);
-      if (this.checks && index > this.checks.index) this.overrides.set(inst.key, { index, checks: e.Checks ?? [] });
-    }
-    rec.tagUnion = [...tagSet].sort();
-    if (rec.instances.size === 0 && !this.catalog?.tags.has(name)) this.known.delete(name);
-    else this.known.set(name, rec);
-    return index;
-  }
-
-  /** reads every node's services (a request a node) and keeps what differs; returns the checks to use */
-  private async sweep(checks: CheckState): Promise<CheckState> {
-    const { body: nodes } = await this.get<Array<{ Node: string; Address: string }>>('node', '/v1/catalog/nodes');
-    const seen = new Map<string, ServiceRecord>();
-    let newer = false;
-    await mapLimit(nodes ?? [], 4, async (n) => {
-      const { body } = await this.get<ConsulNodeServices | string>('node', `/v1/catalog/node-services/${encodeURIComponent(n.Node)}`);
-      if (typeof body !== 'object' || body === null) return; // the node went away meanwhile
-      const nodeAddress = body.Node?.Address ?? n.Address;
-      for (const s of body.Services ?? []) {
-        const inst = toInstance(n.Node, nodeAddress, s);
-        let rec = seen.get(inst.service);
-        if (!rec) { rec = { instances: new Map(), checked: new Set(), tagUnion: [] }; seen.set(inst.service, rec); }
-        rec.instances.set(inst.key, inst);
-        if (BigInt(inst.modifyIndex) > checks.index) newer = true;
+  /**
+   * Reads the nodes whose registrations changed (every node when `all`) and
+   * applies what differs; returns the services with an instance newer than `checksIndex`.
+   */
+  private async readNodes(all: boolean, checksIndex: bigint): Promise<Set<string>> {
+    const { body } = await this.get<Array<{ Node: string; Address: string }> | null>('node', '/v1/catalog/nodes');
+    const list = body ?? [];
+    const present = new Set(list.map((n) => n.Node));
+    const newer = new Set<string>();
+    for (const node of [...this.nodes.keys()]) if (!present.has(node)) this.replaceNode(node, undefined, newer, checksIndex);
+    await mapLimit(list, this.o.fetchConcurrency, async (n) => {
+      const path = `/v1/catalog/node-services/${encodeURIComponent(n.Node)}`;
+      const held = this.nodes.get(n.Node);
+      if (!all && held) {
+        this.stats.nodeProbes++;
+        const probe = await this.get<unknown>('node', `${path}?filter=${MATCH_NOTHING}`);
+        if (probe.index === held.index) return;
       }
+      this.stats.nodeReads++;
+      const read = await this.get<ConsulNodeServices | string | null>('node', path);
+      const services = typeof read.body === 'object' && read.body !== null ? read.body : undefined;
+      this.replaceNode(n.Node, services && { index: read.index, address: services.Node?.Address ?? n.Address, services: services.Services ?? [] }, newer, checksIndex);
     });
-    // instances registered after the checks we hold: read the checks once more (one request,
-    // not one a service), so a check written with its instance is not missed
-    let use = checks;
-    if (newer) {
-      const { body, index } = await this.get<ConsulCheck[]>('health', '/v1/health/state/any');
-      if (index >= checks.index) {
-        use = indexChecks(body ?? [], index);
-        if (!this.checks || index > this.checks.index) this.checks = use;
-      }
+    return newer;
+  }
+
+  /** makes one node's instances what was read (undefined: the node is gone) */
+  private replaceNode(node: string, read: { index: bigint; address: string; services: ConsulNodeService[] } | undefined, newer: Set<string>, checksIndex: bigint): void {
+    const held = this.nodes.get(node);
+    const next = new Map<string, { service: string; sig: string }>();
+    for (const s of read?.services ?? []) {
+      const inst = toInstance(node, read!.address, s);
+      const sig = JSON.stringify(inst);
+      next.set(inst.key, { service: inst.service, sig });
+      const before = held?.instances.get(inst.key);
+      if (before?.sig === sig) continue;
+      if (before && before.service !== inst.service) this.dropInstance(before.service, inst.key);
+      let rec = this.known.get(inst.service);
+      if (!rec) { rec = { instances: new Map() }; this.known.set(inst.service, rec); }
+      rec.instances.set(inst.key, inst);
+      if (BigInt(inst.modifyIndex) > checksIndex) newer.add(inst.service);
     }
-    for (const [name, rec] of seen) {
-      const tags = new Set<string>();
-      for (const i of rec.instances.values()) {
-        for (const t of i.tags) tags.add(t);
-        if (use.byInstance.has(i.key)) rec.checked.add(i.key);
-      }
-      rec.tagUnion = [...tags].sort();
-      this.known.set(name, rec);
+    for (const [key, i] of held?.instances ?? []) if (!next.has(key)) this.dropInstance(i.service, key);
+    if (read) this.nodes.set(node, { index: read.index, instances: next });
+    else this.nodes.delete(node);
+  }
+
+  private dropInstance(service: string, key: string): void {
+    const rec = this.known.get(service);
+    if (!rec) return;
+    rec.instances.delete(key);
+    this.overrides.delete(key);
+    if (rec.instances.size === 0) this.known.delete(service);
+  }
+
+  /** reads one service's checks with /v1/health/service/<name>; kept until /v1/health/state/any catches up */
+  private async readServiceChecks(name: string): Promise<void> {
+    this.stats.serviceReads++;
+    const { body, index } = await this.get<ConsulHealthEntry[] | string>('service', `/v1/health/service/${encodeURIComponent(name)}`);
+    if (!Array.isArray(body)) return;
+    for (const e of body) {
+      const key = instanceKey(e.Node.Node, e.Service.ID);
+      if (!this.checks || index > this.checks.index) this.overrides.set(key, { index, checks: e.Checks ?? [] });
     }
-    for (const name of [...this.known.keys()]) if (!seen.has(name)) this.known.delete(name);
-    return use;
   }
 
   private publish(catalogIndex: string, checks: CheckState): void {
@@ -350,6 +338,7 @@ export class CatalogWatcher {
       services.set(name, list);
     }
     this.version++;
+    this.stats.syncs++;
     this.current = {
       services,
       kv: this.kv?.entries ?? new Map(),
@@ -382,7 +371,6 @@ function toInstance(node: string, nodeAddress: string, s: ConsulNodeService): Om
 function indexChecks(list: ConsulCheck[], index: bigint): CheckState {
   const byInstance = new Map<string, ConsulCheck[]>();
   const byNode = new Map<string, ConsulCheck[]>();
-  const keysByName = new Map<string, Set<string>>();
   for (const c of list) {
     if (c.ServiceID === '') {
       const l = byNode.get(c.Node);
@@ -392,9 +380,6 @@ function indexChecks(list: ConsulCheck[], index: bigint): CheckState {
     const k = instanceKey(c.Node, c.ServiceID);
     const l = byInstance.get(k);
     if (l) l.push(c); else byInstance.set(k, [c]);
-    let keys = keysByName.get(c.ServiceName);
-    if (!keys) { keys = new Set(); keysByName.set(c.ServiceName, keys); }
-    keys.add(k);
   }
-  return { index, byInstance, byNode, keysByName };
+  return { index, byInstance, byNode };
 }

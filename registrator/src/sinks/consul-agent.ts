@@ -4,7 +4,7 @@
 // is put in maintenance. `changes()` notices when the agent lost our
 // registrations (agent restart) so the reconciler registers them again.
 import {
-  META, specHash, errorMessage, sleep, Backoff, nextIndex,
+  META, specHash, errorMessage, sleep, Backoff, BlockingQuery,
   type ConsulClient, type ServiceInstance, type OwnerId, type HealthStatus, type CheckSpec, type Logger,
 } from '@gantry/core';
 import { readBack, type ConsulService } from './read-back.ts';
@@ -118,18 +118,32 @@ export class ConsulAgentSink {
     }, Math.max(1000, Math.floor(this.ttlMs / 3)));
     const backoff = new Backoff({ baseMs: 200, maxMs: 10_000 });
     const filter = `Meta["${META.owner}"] == "${this.o.owner}"`;
-    let node: string | undefined;
-    let index: string | undefined;
+    let query: { node: string; q: BlockingQuery<{ Services?: Array<{ ID: string }> } | null> } | undefined;
     let wasDown = false;
     try {
       while (!signal.aborted) {
+        /** the failure came from the blocking query, which slept its own backoff before throwing */
+        let inQuery = false;
         try {
-          node ??= (await this.o.consul.request<{ Config?: { NodeName?: string } }>('GET', '/v1/agent/self', { signal })).body?.Config?.NodeName;
-          if (!node) throw new Error('the agent did not say its node name (/v1/agent/self)');
-          const res = await this.o.consul.request<{ Services?: Array<{ ID: string }> } | null>('GET', `/v1/catalog/node-services/${encodeURIComponent(node)}`, {
-            query: { filter }, index, wait: index ? '5m' : undefined, timeoutMs: 6 * 60_000, signal,
-          });
-          index = nextIndex(index, res.index); // '0' (ask again at once) when it went backwards
+          // after a break the agent may be another one (restarted, renamed): ask its node name again
+          if (!query || wasDown) {
+            const node = (await this.o.consul.request<{ Config?: { NodeName?: string } }>('GET', '/v1/agent/self', { signal })).body?.Config?.NodeName;
+            if (!node) throw new Error('the agent did not say its node name (/v1/agent/self)');
+            if (query?.node !== node) {
+              query = {
+                node,
+                // core's blocking query: index rules, known leader, spacing and rate (our own writes wake it too), backoff
+                q: new BlockingQuery({
+                  consul: this.o.consul, path: `/v1/catalog/node-services/${encodeURIComponent(node)}`, query: { filter },
+                  endpoint: 'agent sink records', waitMs: 300_000, minSpacingMs: 50, rate: { perSecond: 10, burst: 10 },
+                  backoff: { baseMs: 200, maxMs: 10_000 }, signal,
+                }),
+              };
+            }
+          }
+          inQuery = true;
+          const res = await query.q.next({ throwErrors: true });
+          inQuery = false;
           const inCatalog = new Set((res.body?.Services ?? []).map((sv) => sv.ID));
           let lost = false;
           if (!wasDown && [...this.mine].some((id) => !inCatalog.has(id))) {
@@ -143,10 +157,8 @@ export class ConsulAgentSink {
         } catch (err) {
           if (signal.aborted) return;
           this.o.log.debug({ err: errorMessage(err) }, 'watch of our services in Consul failed; retrying');
+          if (!inQuery) await sleep(backoff.next(), signal).catch(() => undefined);
           wasDown = true;
-          node = undefined;
-          index = undefined;
-          await sleep(backoff.next(), signal).catch(() => undefined);
         }
       }
     } finally {

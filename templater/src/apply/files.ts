@@ -2,9 +2,8 @@
 // (same filesystem, so the rename is atomic), fsync'd, with its permissions set,
 // then renamed over the destination. The last good file is kept as <dest>.bak
 // and put back when what replaced it could not be loaded.
-import { open, rename, readFile, unlink, chmod, copyFile, mkdir } from 'node:fs/promises';
-import { dirname, basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { rename, readFile, unlink, copyFile } from 'node:fs/promises';
+import { renameDurable, writeTempFile } from '@gantry/core';
 
 export async function readIfExists(file: string): Promise<string | undefined> {
   try {
@@ -15,19 +14,9 @@ export async function readIfExists(file: string): Promise<string | undefined> {
   }
 }
 
-/** writes content next to dest under a temporary name; returns that name */
-export async function writeTemp(dest: string, content: string, mode: number): Promise<string> {
-  await mkdir(dirname(dest), { recursive: true });
-  const tmp = join(dirname(dest), `.${basename(dest)}.gantry-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'w', mode);
-  try {
-    await fh.writeFile(content, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await chmod(tmp, mode); // open's mode is filtered by the umask
-  return tmp;
+/** writes content next to dest under a temporary name (core's writeTempFile); returns that name */
+export function writeTemp(dest: string, content: string, mode: number): Promise<string> {
+  return writeTempFile(dest, content, { mode });
 }
 
 export async function removeQuietly(file: string): Promise<void> {
@@ -58,6 +47,7 @@ export async function restoreBackup(dest: string): Promise<boolean> {
   return true;
 }
 
-export async function replace(tmp: string, dest: string): Promise<void> {
-  await rename(tmp, dest);
+/** renames the checked temporary file over dest, durably (core's renameDurable) */
+export function replace(tmp: string, dest: string): Promise<void> {
+  return renameDurable(tmp, dest);
 }

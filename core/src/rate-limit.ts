@@ -1,7 +1,7 @@
-// A token bucket for blocking queries: while values churn, a prefix is read at
+// A token bucket for blocking queries (core/src/consul/blocking-query.ts): while values churn, a prefix is read at
 // most `perSecond` times a second; after a quiet period the bucket is full, so
 // the first change is never held back.
-import { sleep } from '@gantry/core';
+import { sleep } from './retry.ts';
 
 export class TokenBucket {
   private tokens: number;
