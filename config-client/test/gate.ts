@@ -8,15 +8,18 @@ export interface Gate {
   readonly addr: string;
   shut(): void;
   open(): void;
+  /** cuts every connection; new ones go to this port */
+  retarget(port: number): void;
   close(): Promise<void>;
 }
 
 export async function startGate(targetPort: number): Promise<Gate> {
   let shut = false;
+  let target = targetPort;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     if (shut) { client.destroy(); return; }
-    const upstream = net.connect({ host: '127.0.0.1', port: targetPort });
+    const upstream = net.connect({ host: '127.0.0.1', port: target });
     sockets.add(client);
     sockets.add(upstream);
     const end = (): void => {
@@ -40,6 +43,11 @@ export async function startGate(targetPort: number): Promise<Gate> {
       sockets.clear();
     },
     open() { shut = false; },
+    retarget(port) {
+      target = port;
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();
       server.close(() => resolve());

@@ -1,6 +1,7 @@
 // The watcher against a real Consul: a constant number of blocking queries
-// whatever the number of services, only changed services fetched, health
-// changes without any fetch, the node sweep for what the indexes cannot show,
+// whatever the number of services, only changed nodes read, health changes
+// without any fetch, removals and additions located by the per-node index
+// (with checks or without, one of several instances) with no timer involved,
 // and the last data kept while Consul is away (then an index reset).
 import test from 'ava';
 import { CatalogWatcher, createConsul, createLogger, type CatalogSnapshot } from '../src/index.ts';
@@ -12,11 +13,11 @@ import { register, setCheck, deregister, kvPut } from '../../test/harness/consul
 const track = manageEngines(test);
 const log = createLogger({ component: 'templater-test', level: 'silent' });
 
-function watch(consul: ConsulEngine, o: { kvPrefix?: string; waitMs?: number } = {}): { w: CatalogWatcher; counts: Map<string, number>; close: () => Promise<void> } {
+function watch(consul: ConsulEngine, o: { kvPrefix?: string; waitMs?: number; resyncMs?: number } = {}): { w: CatalogWatcher; counts: Map<string, number>; close: () => Promise<void> } {
   const client = createConsul({ addr: consul.addr });
   const counts = new Map<string, number>();
   const w = new CatalogWatcher({
-    consul: client, log, kvPrefix: o.kvPrefix, waitMs: o.waitMs ?? 60_000, minSpacingMs: 20, resyncMs: 0,
+    consul: client, log, kvPrefix: o.kvPrefix, waitMs: o.waitMs ?? 60_000, minSpacingMs: 20, resyncMs: o.resyncMs ?? 0,
     onRequest: (e) => counts.set(e, (counts.get(e) ?? 0) + 1),
   });
   w.start();
@@ -45,12 +46,16 @@ test('300 services: two blocking queries, no request per service while idle; a n
     t.deepEqual([...idle.entries()].filter(([, v]) => v > 0).map(([k]) => k).sort(), ['catalog', 'health']);
     t.true((idle.get('catalog') ?? 0) <= 6 && (idle.get('health') ?? 0) <= 6, JSON.stringify([...idle]));
 
-    // one new instance of an existing service, written with its check: one fetch, no sweep
-    const before = new Map(counts);
+    // one new instance of an existing service, written with its check: the node it is on is read
+    // (node list, an index probe a node — the test node and the agent's —, one node read), its checks once at most; no sweep
+    const before = { ...w.stats };
+    const beforeCounts = new Map(counts);
     await register(consul.addr, { id: 'svc7-b', name: 'svc7', port: 2007, check: 'passing' });
     await until('svc7-b', w, (s) => s.services.get('svc7')?.some((i) => i.id === 'svc7-b'));
-    t.is((counts.get('service') ?? 0) - (before.get('service') ?? 0), 1);
-    t.is((counts.get('node') ?? 0) - (before.get('node') ?? 0), 0);
+    t.is(w.stats.sweeps, before.sweeps);
+    t.is(w.stats.nodeReads - before.nodeReads, 1);
+    t.true(w.stats.serviceReads - before.serviceReads <= 1);
+    t.true((counts.get('node') ?? 0) - (beforeCounts.get('node') ?? 0) <= 4, `node requests: ${(counts.get('node') ?? 0) - (beforeCounts.get('node') ?? 0)}`);
   } finally {
     await close();
   }
@@ -78,7 +83,7 @@ test('health changes are applied from /v1/health/state/any without fetching the 
   }
 });
 
-test('what the indexes cannot show (no check, new port on re-registration, removal) is found by the node sweep', async (t) => {
+test('changes without checks (a new instance, a new port on re-registration, removals) are found by the per-node index', async (t) => {
   const consul = await startConsul();
   track('consul', consul);
   await register(consul.addr, { id: 'api1', name: 'api', port: 8001 });
@@ -95,6 +100,7 @@ test('what the indexes cannot show (no check, new port on re-registration, remov
     await deregister(consul.addr, 'api1');
     await until('api gone', w, (s) => !s.services.has('api'));
     t.true((counts.get('node') ?? 0) > 1);
+    t.is(w.stats.sweeps, 1, 'only the first sync read every node');
   } finally {
     await close();
   }
@@ -136,6 +142,59 @@ test('Consul away: the last data stays; back with a reset index: the watcher fol
     await register(consul.addr, { id: 'new1', name: 'new' });
     const s = await until('new catalog', w, (x) => x.services.has('new') && !x.services.has('old') && x);
     t.true(BigInt(s.indexes.catalog) < oldIndex, `index ${s.indexes.catalog} after reset, ${oldIndex} before`);
+  } finally {
+    await close();
+  }
+});
+
+// Issue 15: a removal (or an addition right after one) is seen because the node's index moved,
+// never because a timer fired. The watcher runs with its default resync safety net (5 min):
+// stats.resyncs counts its firings and must stay 0, and stats.sweeps stays at the first sync's 1.
+for (const [label, check] of [['without checks', undefined], ['with checks', 'passing']] as const) {
+  test(`a removal of a service ${label} is seen with no timer firing; an addition right after it too`, async (t) => {
+    const consul = await startConsul();
+    track('consul', consul);
+    await register(consul.addr, { id: 'solo1', name: 'solo', port: 7001, ...(check ? { check } : {}) });
+    await register(consul.addr, { id: 'other1', name: 'other', port: 7100, ...(check ? { check } : {}) });
+    const { w, close } = watch(consul, { resyncMs: 300_000 });
+    try {
+      await until('solo', w, (s) => s.services.get('solo')?.length === 1);
+      for (let round = 0; round < 5; round++) {
+        await deregister(consul.addr, 'solo1');
+        await until(`solo gone (round ${round})`, w, (s) => !s.services.has('solo'));
+        await register(consul.addr, { id: 'solo1', name: 'solo', port: 7001 + round, ...(check ? { check } : {}) });
+        const back = await until(`solo back (round ${round})`, w, (s) => s.services.get('solo')?.find((i) => i.port === 7001 + round));
+        t.is(back.status, 'passing');
+      }
+      t.is(w.snapshot()!.services.get('other')?.length, 1, 'the other service is untouched');
+      t.is(w.stats.resyncs, 0, 'the resync safety net never fired');
+      t.is(w.stats.sweeps, 1, 'no sweep of every node after the first sync');
+    } finally {
+      await close();
+    }
+  });
+}
+
+test('one of several instances removed (with and without checks, on two nodes) is seen with no timer firing', async (t) => {
+  const consul = await startConsul();
+  track('consul', consul);
+  for (let i = 0; i < 4; i++) {
+    await register(consul.addr, { id: `pool${i}`, name: 'pool', port: 7200 + i, node: i % 2 ? 'node-b' : 'node-a', ...(i < 2 ? { check: 'passing' as const } : {}) });
+  }
+  const { w, close } = watch(consul, { resyncMs: 300_000 });
+  try {
+    await until('pool of 4', w, (s) => s.services.get('pool')?.length === 4);
+    for (const [id, node] of [['pool3', 'node-b'], ['pool0', 'node-a'], ['pool2', 'node-a']] as const) {
+      await deregister(consul.addr, id, node);
+      await until(`${id} gone`, w, (s) => !s.services.get('pool')?.some((i) => i.id === id));
+    }
+    t.deepEqual(w.snapshot()!.services.get('pool')!.map((i) => i.id), ['pool1']);
+    // a critical check written with a new instance counts at once (its checks read with it)
+    await register(consul.addr, { id: 'pool9', name: 'pool', port: 7209, node: 'node-b', check: 'critical' });
+    const added = await until('pool9', w, (s) => s.services.get('pool')?.find((i) => i.id === 'pool9'));
+    t.is(added.status, 'critical');
+    t.is(w.stats.resyncs, 0);
+    t.is(w.stats.sweeps, 1);
   } finally {
     await close();
   }

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { createConsul, createLogger } from '@gantry/core';
 import { startConsul } from '../../test/harness/engines/consul.ts';
 import { manageEngines } from '../../test/harness/ava.ts';
-import { waitUntil } from '../../test/harness/process.ts';
+import { tempDir, waitUntil } from '../../test/harness/process.ts';
 import { LeaderElection } from '../src/leader.ts';
 
 const track = manageEngines(test);
@@ -68,7 +68,7 @@ test('behind a load balancer over two agents, the check, the session and the hea
   track('consul-server', server);
   const direct = createConsul({ addr: server.addr });
   const serf = (await direct.request<{ Member: { Port: number } }>('GET', '/v1/agent/self')).body.Member.Port;
-  const client = await startConsul({ hcl: `server = false\nbootstrap = false\nretry_join = ["127.0.0.1:${serf}"]` });
+  const client = await startConsul({ hcl: `server = false\nbootstrap = false\ndata_dir = "${tempDir('consul-client')}"\nretry_join = ["127.0.0.1:${serf}"]` });
   track('consul-client', client);
   await waitUntil('two members', async () => (await direct.request<unknown[]>('GET', '/v1/agent/members')).body.length === 2, { timeoutMs: 30_000 });
   const lb = await roundRobin([server.httpPort, client.httpPort]);
