@@ -94,14 +94,14 @@ test('a churning value is read at most at the rate limit, and the last value alw
   const before = requests;
   const started = performance.now();
   let puts = 0;
-  while (performance.now() - started < 1500) {
+  // the writer counts work, not time: at least 31 changes and 1.5 s (a loaded machine writes slower)
+  while (puts <= 30 || performance.now() - started < 1500) {
     await kv.put('churn/app/n', String(++puts));
   }
   const last = String(puts);
   if (config.get('n') !== last) await nextEvent(config, 'change', (e) => e.newValue === last);
   const elapsedS = (performance.now() - started) / 1000;
   const sent = requests - before;
-  t.true(puts > 30, `the writer churned (${puts} puts)`);
   // a token bucket of 3 refilled at 5/s allows at most 3 + 5 * elapsed requests, plus the one in flight
   t.true(sent <= 3 + Math.ceil(5 * elapsedS) + 1, `${sent} requests for ${puts} changes in ${elapsedS.toFixed(2)} s`);
   t.is(config.get('n'), last);
