@@ -180,11 +180,15 @@ export function buildTable(snap: CatalogSnapshot, policies: PolicySet, outliers:
     const list = Array.isArray(targets) ? targets : [targets];
     const { host, path } = list[0]!.spec;
     // fabio's rule: explicit weights take their share, the others split what is left equally
-    const explicit = list.reduce((a, t) => a + (t.spec.weight ?? 0), 0);
-    const implicit = list.filter((t) => t.spec.weight === undefined).length;
-    const rest = Math.max(0, 1 - explicit);
-    const shares = list.map((t) => t.spec.weight ?? (implicit ? rest / implicit : 0));
-    const sum = shares.reduce((a, b) => a + b, 0) || 1;
+    let shares: readonly number[] = ONE;
+    let sum = 1;
+    if (list.length > 1) {
+      const explicit = list.reduce((a, t) => a + (t.spec.weight ?? 0), 0);
+      const implicit = list.filter((t) => t.spec.weight === undefined).length;
+      const rest = Math.max(0, 1 - explicit);
+      shares = list.map((t) => t.spec.weight ?? (implicit ? rest / implicit : 0));
+      sum = shares.reduce((a, b) => a + b, 0) || 1;
+    }
     const built: Target[] = list.map((t, i) => {
       const policy = policies.byService.get(t.service);
       const mirrorRule = policy?.mirror;

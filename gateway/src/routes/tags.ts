@@ -33,6 +33,7 @@ export interface TagResult {
   errors: string[];
 }
 
+const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const HOST_RE = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 // RFC 3986 path characters, no query or fragment
 const PATH_RE = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]{0,1023}$/;
@@ -102,7 +103,8 @@ function parseUrlprefix(body: string, tag: string): RouteSpec | string {
 export function routeSpecs(service: string, tags: readonly string[], meta: Readonly<Record<string, string>>, o: TagOptions): TagResult {
   const specs: RouteSpec[] = [];
   const errors: string[] = [];
-  const label = escapeDnsLabel(service);
+  // most names already are DNS labels: no need for the escaper's normalisation
+  const label = LABEL_RE.test(service) ? { ok: true, value: service, changed: false } : escapeDnsLabel(service);
   if (label.ok && !label.changed) specs.push({ host: `${label.value}.${o.domain}`, path: '/', strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false });
   else errors.push(`service ${describe(service)} is not a DNS label: no ${o.domain} name (routes from its tags still apply)`);
   const hostEq = `${o.hostTag}=`;
