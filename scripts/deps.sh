@@ -13,6 +13,7 @@ declare -A PKG=(
   [haproxy]=haproxy [redis-server]=redis-server [redis-sentinel]=redis-sentinel [etcd]=etcd-server [dnsmasq]=dnsmasq-base
   [dockerd]=docker.io [socat]=socat [ip]=iproute2 [wrk]=wrk [busybox]=busybox-static
   [openssl]=openssl [docker-compose]=docker-compose [curl]=curl [dig]=dnsutils [java]=default-jre-headless
+  [chromium]=chromium
 )
 missing=()
 for bin in "${!PKG[@]}"; do

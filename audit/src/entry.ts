@@ -20,9 +20,11 @@ export interface AuditEntry {
   ok: string;
   error: string;
   status: string;
+  /** free text: what else a reader needs (e.g. whose orphan was removed) */
+  detail?: string;
 }
 
-export const AUDIT_FIELDS: ReadonlyArray<keyof AuditEntry> = ['time', 'owner', 'action', 'service', 'instance', 'source', 'origin', 'originName', 'image', 'host', 'reason', 'ok', 'error', 'status'];
+export const AUDIT_FIELDS: ReadonlyArray<keyof AuditEntry> = ['time', 'owner', 'action', 'service', 'instance', 'source', 'origin', 'originName', 'image', 'host', 'reason', 'ok', 'error', 'status', 'detail'];
 
 /** Redis stream field list → entry (unknown fields ignored, missing ones empty). */
 export function entryFromFields(fields: string[]): AuditEntry {

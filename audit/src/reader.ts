@@ -33,3 +33,39 @@ export async function readAudit(o: ReadOptions): Promise<Array<AuditEntry & { id
     redis.disconnect();
   }
 }
+
+/**
+ * Streams entries appended after `after` (default: from now) until aborted:
+ * XREAD BLOCK on its own connection, reconnecting with backoff.
+ */
+export async function followAudit(o: ReadOptions & { after?: string }, onEntry: (e: AuditEntry & { id: string }) => void, signal: AbortSignal): Promise<void> {
+  const redis = createRedis(o.url, { lazyConnect: true, maxRetriesPerRequest: null, enableOfflineQueue: true });
+  redis.on('error', () => undefined); // reconnects on its own; the loop reports
+  const stop = (): void => redis.disconnect();
+  signal.addEventListener('abort', stop, { once: true });
+  try {
+    await redis.connect();
+    let last = o.after ?? '$';
+    if (last === '$') {
+      // resolve "now" to an id, so entries between two reads are never skipped
+      const top = await redis.xrevrange(o.key, '+', '-', 'COUNT', 1);
+      last = top[0]?.[0] ?? '0-0';
+    }
+    while (!signal.aborted) {
+      const res = await redis.xread('COUNT', 500, 'BLOCK', 5000, 'STREAMS', o.key, last).catch((err: unknown) => {
+        if (signal.aborted) return null;
+        throw err;
+      });
+      for (const [, entries] of res ?? []) {
+        for (const [id, fields] of entries) {
+          last = id;
+          const e = entryFromFields(fields);
+          if (!o.service || e.service === o.service) onEntry({ id, ...e });
+        }
+      }
+    }
+  } finally {
+    signal.removeEventListener('abort', stop);
+    redis.disconnect();
+  }
+}

@@ -158,7 +158,7 @@ export class AuditWriter {
     this.inflight = this.queue.splice(0, this.batchSize);
     const pipe = this.redis.pipeline();
     for (const { seq, e } of this.inflight) {
-      pipe.xadd(this.o.key, 'MAXLEN', '~', this.o.maxLen, '*', ...AUDIT_FIELDS.flatMap((f) => [f, e[f]]), WRITER_FIELD, this.id, SEQ_FIELD, String(seq));
+      pipe.xadd(this.o.key, 'MAXLEN', '~', this.o.maxLen, '*', ...AUDIT_FIELDS.flatMap((f) => [f, e[f] ?? '']), WRITER_FIELD, this.id, SEQ_FIELD, String(seq));
     }
     let results: Array<[Error | null, unknown]>;
     try {

@@ -21,3 +21,11 @@ export function entryFromApplied(owner: string, a: Applied, host = hostname()): 
     status: a.instance.status ?? '',
   };
 }
+
+/** A registration the source refused (bad label, annotation, znode, static entry), with the reason. */
+export function entryFromProblem(owner: string, source: string, p: { container: string; name: string; where: string; reason: string; port?: string }, host = hostname()): AuditEntry {
+  return {
+    time: new Date().toISOString(), owner, action: 'refused', service: '', instance: '', source, origin: p.container, originName: p.name, image: '', host,
+    reason: 'bad-metadata', ok: 'false', error: `${p.where}${p.port ? ` (port ${p.port})` : ''}: ${p.reason}`, status: '',
+  };
+}

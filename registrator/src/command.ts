@@ -11,7 +11,8 @@ import { DockerSource } from './sources/docker/source.ts';
 import { DockerClient } from './sources/docker/client.ts';
 import { ConsulAgentSink } from './sinks/consul-agent.ts';
 import type { AuditWriter } from '@gantry/audit';
-import { entryFromApplied } from './audit-entry.ts';
+import { Heartbeat } from '@gantry/audit/heartbeat';
+import { entryFromApplied, entryFromProblem } from './audit-entry.ts';
 import { registratorMetrics, type RegistratorMetrics } from './metrics.ts';
 import { bridgeFlags } from './sources/zookeeper/flags.ts';
 
@@ -56,6 +57,7 @@ export const registratorFlags: readonly FlagSpec[] = [
   { name: 'audit-key', type: 'string', default: 'gantry:audit', description: 'Redis stream key' },
   { name: 'audit-max-len', type: 'int', default: 100_000, min: 1, description: 'approximate maximum length of the stream' },
   { name: 'audit-buffer', type: 'int', default: 10_000, min: 1, description: 'entries kept while Redis is down (then dropped and counted)' },
+  { name: 'heartbeat-ttl', type: 'duration', default: '15s', description: 'TTL of the session holding this writer\'s heartbeat under gantry/writers/ (at least Consul\'s session_ttl_min); 0 turns it off' },
 ];
 
 /** This host's first non-internal IPv4 address (registrator's advertise address). */
@@ -83,15 +85,17 @@ async function waitForConsul(consul: ConsulClient, f: Flags, log: Logger, signal
   }
 }
 
-export function wire(name: Part['name'], source: Source, sink: Sink, owner: string, f: Flags, log: Logger, m: RegistratorMetrics, audit: AuditWriter | undefined, canWrite?: () => boolean): Reconciler {
+export function wire(name: Part['name'], source: Source, sink: Sink, owner: string, f: Flags, log: Logger, m: RegistratorMetrics, audit: AuditWriter | undefined, canWrite?: () => boolean, hb?: Heartbeat): Reconciler {
   return new Reconciler({
     source, sink, owner: asOwnerId(owner), log: log.child({ source: name }), resyncMs: f.ms('resync'),
     ...(canWrite ? { canWrite } : {}),
     onApplied: (a: Applied) => {
       m.applied.inc({ source: name, action: a.action, reason: a.reason, result: a.ok ? 'ok' : 'error' });
       if (a.ok && audit) audit.append(entryFromApplied(owner, a));
+      hb?.applied(a.action, a.ok);
     },
     onPass: (p) => {
+      hb?.pass(p);
       m.passes.inc({ source: name, reason: p.reason, full: String(p.full) });
       m.passSeconds.observe({ source: name }, p.ms / 1000);
     },
@@ -130,6 +134,13 @@ export const registratorCommand: Command = {
     try {
       await waitForConsul(consul, f, log, ctx.signal);
       const running: Array<Promise<void>> = [];
+      /** this writer's liveness in Consul, read by `gantry audit drift` */
+      const heartbeat = (owner: string, source: string): Heartbeat | undefined => {
+        if (f.ms('heartbeat-ttl') <= 0) return undefined;
+        const hb = new Heartbeat({ consul, owner, source, ttlMs: f.ms('heartbeat-ttl'), log });
+        running.push(hb.run(ctx.signal));
+        return hb;
+      };
 
       if (f.bool('docker')) {
         const owner = f.optStr('owner') ?? `registrator@${host}`;
@@ -142,12 +153,12 @@ export const registratorCommand: Command = {
           ...(f.optStr('use-ip-from-label') ? { useIpFromLabel: f.str('use-ip-from-label') } : {}),
           ...(f.optStr('require-label') ? { requireLabel: f.str('require-label') } : {}),
           deregister: f.str('deregister') as 'always' | 'on-success',
-          onProblem: () => m.problems.inc({ source: 'docker' }),
+          onProblem: (p) => { m.problems.inc({ source: 'docker' }); audit?.append(entryFromProblem(owner, 'docker', p)); },
           onStreamRestart: () => m.streamRestarts.inc({ source: 'docker', stream: 'events', reason: 'closed' }),
           onReconnected: () => ref.reconciler?.trigger('resync', true),
         });
         const sink = new ConsulAgentSink({ consul, owner: asOwnerId(owner), log, statusTtlMs: f.ms('health-ttl') });
-        const r = wire('docker', source, sink, owner, f, log, m, audit);
+        const r = wire('docker', source, sink, owner, f, log, m, audit, undefined, heartbeat(owner, 'docker'));
         ref.reconciler = r;
         parts.push({ name: 'docker', reconciler: r, healthy: () => source.connected });
         running.push(r.run(ctx.signal));
@@ -157,7 +168,7 @@ export const registratorCommand: Command = {
       if (f.bool('kubernetes')) {
         // loaded only when asked for: the Kubernetes client is large
         const { startKubernetesPart } = await import('./kubernetes-part.ts');
-        const part = await startKubernetesPart({ f, log, m, audit, consul, host, signal: ctx.signal });
+        const part = await startKubernetesPart({ f, log, m, audit, consul, host, signal: ctx.signal, heartbeat });
         parts.push(part.part);
         running.push(...part.running);
       }

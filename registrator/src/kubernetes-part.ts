@@ -8,10 +8,11 @@ import { defaultKubeSyncOptions, type NodePortSyncType } from './sources/kuberne
 import { ConsulCatalogSink } from './sinks/consul-catalog.ts';
 import { LeaderElection } from './leader.ts';
 import type { AuditWriter } from '@gantry/audit';
+import type { Heartbeat } from '@gantry/audit/heartbeat';
 import type { RegistratorMetrics } from './metrics.ts';
 import { wire, type Part } from './command.ts';
 
-export async function startKubernetesPart(o: { f: Flags; log: Logger; m: RegistratorMetrics; audit: AuditWriter | undefined; consul: ConsulClient; host: string; signal: AbortSignal }): Promise<{ part: Part; running: Array<Promise<void>> }> {
+export async function startKubernetesPart(o: { f: Flags; log: Logger; m: RegistratorMetrics; audit: AuditWriter | undefined; consul: ConsulClient; host: string; signal: AbortSignal; heartbeat?: (owner: string, source: string) => Heartbeat | undefined }): Promise<{ part: Part; running: Array<Promise<void>> }> {
   const { f, log, m, audit, consul, host } = o;
   const running: Array<Promise<void>> = [];
   const cluster = f.str('k8s-cluster');
@@ -37,7 +38,7 @@ export async function startKubernetesPart(o: { f: Flags; log: Logger; m: Registr
     running.push(leader.run(o.signal));
   } else m.leader.set(1);
   const l = leader;
-  const r = wire('kubernetes', source, sink, owner, f, log, m, audit, l ? () => l.isLeader : undefined);
+  const r = wire('kubernetes', source, sink, owner, f, log, m, audit, l ? () => l.isLeader : undefined, o.heartbeat?.(owner, 'kubernetes'));
   ref.reconciler = r;
   const part: Part = { name: 'kubernetes', reconciler: r, healthy: () => source.synced };
   // nothing is reconciled (so nothing deleted) before every informer has listed once

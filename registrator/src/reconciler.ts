@@ -76,7 +76,7 @@ export interface ReconcilerOptions {
   /** every applied change, for the audit trail and metrics */
   onApplied?: (a: Applied) => void;
   /** every finished pass */
-  onPass?: (p: { reason: Reason; full: boolean; planned: number; failed: number; ms: number }) => void;
+  onPass?: (p: { reason: Reason; full: boolean; planned: number; failed: number; ms: number; held: number }) => void;
 }
 
 export class Reconciler {
@@ -163,7 +163,7 @@ export class Reconciler {
       this.scheduleRetry();
     } else this.retryBackoff.reset();
     this.passes++;
-    this.o.onPass?.({ reason, full, planned: entries.length, failed, ms: performance.now() - t0 });
+    this.o.onPass?.({ reason, full, planned: entries.length, failed, ms: performance.now() - t0, held: this.actual.size });
     return applied;
   }
 
