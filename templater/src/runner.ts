@@ -19,7 +19,8 @@
 // config when it is back.
 import { createHash } from 'node:crypto';
 import { readFileSync, watchFile, unwatchFile } from 'node:fs';
-import { writeFile, rename } from 'node:fs/promises';
+import { mkdir, writeFile, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { errorMessage, escapeLogField, sleep, type CatalogSnapshot, type Logger } from '@gantry/core';
 import { compileTemplate } from './render/engine.ts';
 import { buildView, type HostConflict, type View, type ViewOptions, type Skip } from './view.ts';
@@ -66,6 +67,7 @@ const hash = (s: string): string => createHash('sha256').update(s).digest('hex')
 const OK_RESULTS = ['applied', 'written', 'unchanged', 'runtime'];
 
 async function writeAtomic(file: string, content: string): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
   await writeFile(tmp, content);
   await rename(tmp, file);

@@ -2,7 +2,7 @@
 // started on a bootstrap config the templater replaces), dnsmasq reading the
 // hosts file the templater writes, a VIP pool of its own on `lo`, and
 // `gantry templater` with the shipped templates.
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { ExecutionContext } from 'ava';
@@ -55,7 +55,7 @@ export async function startStack(t: ExecutionContext, track: (name: string, e: {
   writeFileSync(hostsFile, '');
   const dnsmasq = await startDnsmasq({ hostsFiles: [hostsFile] });
   track('dnsmasq', dnsmasq);
-  mkdirSync(join(dir, 'state'), { recursive: true });
+  // no state dir made here: the templater creates what it writes (a fresh --state-dir)
   const args = [
     '--consul-addr', consul.addr,
     '--haproxy-cfg', haproxy.cfgFile,
