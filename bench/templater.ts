@@ -234,7 +234,9 @@ async function servingSet(h: HAProxyEngine, backend: string): Promise<string> {
     const at = (n: string): string => f[cols!.indexOf(n)] ?? '';
     if (at('be_name') !== backend) continue;
     const admin = Number(at('srv_admin_state'));
-    if (Number(at('srv_op_state')) !== 2 || (admin & (0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x20 | 0x40)) !== 0) continue;
+    // running, and not in forced/inherited/resolution/hostname maintenance nor drain (a server declared
+    // `disabled` and made ready at runtime keeps showing the config-maintenance bit 0x04 while it serves)
+    if (Number(at('srv_op_state')) !== 2 || (admin & (0x01 | 0x02 | 0x08 | 0x10 | 0x20 | 0x40)) !== 0) continue;
     out.push(`${at('srv_addr')}:${at('srv_port')}`);
   }
   return out.sort().join(',');

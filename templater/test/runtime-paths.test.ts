@@ -24,7 +24,8 @@ async function liveServers(st: Stack, backend: string): Promise<string[]> {
   const text = await st.haproxy.runtime(`show servers state ${backend}`);
   const servers = parseServersState(text).get(backend);
   if (!servers) return [];
-  return [...servers.values()].filter((s) => (s.adminState & 0x01) === 0 && (s.adminState & 0x04) === 0).map((s) => `${s.addr}:${s.port}`).sort();
+  // running and not in maintenance (a `disabled` server made ready at runtime keeps showing bit 0x04 while it serves)
+  return [...servers.values()].filter((s) => s.opState === 2 && (s.adminState & (0x01 | 0x02 | 0x20 | 0x40)) === 0).map((s) => `${s.addr}:${s.port}`).sort();
 }
 
 /** the passing instances Consul holds for a service, as addr:port */
