@@ -10,13 +10,15 @@ const available = readdirSync(here)
   .filter((f) => f.endsWith('.ts') && !['run.ts', 'lib.ts'].includes(f))
   .map((f) => f.replace(/\.ts$/, ''));
 
+// long or heavy suites run only when named (the soak takes 20 min by default)
+const ONLY_WHEN_ASKED = ['soak'];
 const asked = process.argv.slice(2);
 const unknown = asked.filter((s) => !available.includes(s));
 if (unknown.length) {
   process.stderr.write(`bench: unknown suite ${unknown.join(', ')}; available: ${available.join(', ')}\n`);
   process.exit(2);
 }
-for (const suite of asked.length ? asked : available) {
+for (const suite of asked.length ? asked : available.filter((s) => !ONLY_WHEN_ASKED.includes(s))) {
   const mod = (await import(join(here, `${suite}.ts`))) as { run: () => Promise<BenchResult[]> };
   for (const r of await mod.run()) emit(r);
 }
