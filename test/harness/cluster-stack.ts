@@ -246,7 +246,8 @@ export async function startClusterStack(opts: StackOptions = {}): Promise<Cluste
         const server = await cluster.anyServer();
         const passing = await getJson<Array<{ Service: { Address: string; Port: number } }>>(`${server.httpAddr}/v1/health/service/${SERVICE}?passing`);
         const want = new Set(passing.map((p) => `${p.Service.Address}:${p.Service.Port}`));
-        const state = await haproxy.runtime(`show servers state l7_${SERVICE}.${DOMAIN}`).catch(() => '');
+        // every backend: the stack serves one service, and the templater may give it a spare backend of any name
+        const state = await haproxy.runtime('show servers state').catch(() => '');
         const served = new Set<string>();
         for (const line of state.split('\n')) {
           const cols = line.trim().split(/\s+/);
