@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type Consul from 'consul';
 import { GantryError, errorMessage } from './errors.ts';
+import { redactUrl } from './logger.ts';
 
 export interface ConsulConfig {
   /** http://host:port, https://host:port or host:port (as CONSUL_HTTP_ADDR) */
@@ -77,10 +78,10 @@ function normalizeAddr(addr: string): URL {
   try {
     url = new URL(withScheme);
   } catch {
-    throw new GantryError('E_CONFIG', `invalid Consul address ${JSON.stringify(addr)}: expected http(s)://host:port`);
+    throw new GantryError('E_CONFIG', `invalid Consul address ${JSON.stringify(redactUrl(withScheme))}: expected http(s)://host:port`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new GantryError('E_CONFIG', `invalid Consul address ${JSON.stringify(addr)}: scheme must be http or https`);
+    throw new GantryError('E_CONFIG', `invalid Consul address ${JSON.stringify(redactUrl(addr))}: scheme must be http or https`);
   }
   return url;
 }

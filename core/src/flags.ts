@@ -29,9 +29,14 @@ export interface FlagSpec {
 
 export const envName = (spec: FlagSpec): string => spec.env ?? `GANTRY_${spec.name.toUpperCase().replace(/-/g, '_')}`;
 
+/** A value as errors may echo it: secrets never; a URL without its user and password. */
 function shown(spec: FlagSpec, value: string): string {
   if (spec.secret) return '(hidden)';
-  return JSON.stringify(spec.type === 'url' ? redactUrl(value) : value);
+  if (spec.type === 'url' && value.includes('@')) {
+    // a URL too broken to parse may still hold a password somewhere: show none of it
+    return URL.canParse(value) ? JSON.stringify(redactUrl(value)) : '(hidden: it may hold a password)';
+  }
+  return JSON.stringify(value);
 }
 
 function convert(spec: FlagSpec, raw: string, where: string): FlagValue {
