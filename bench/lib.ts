@@ -1,5 +1,7 @@
 // The benchmark line format: one JSON object a figure, next to a baseline
-// measured in the same run on the same machine.
+// measured in the same run on the same machine, doing the same work. A figure
+// with no honest baseline says so: baseline_metric and baseline_value null
+// (and its notes say why). The ratio is always computed here, never passed in.
 
 export interface BenchResult {
   suite: string;
@@ -14,8 +16,10 @@ export interface BenchResult {
   notes: string;
 }
 
-export function result(r: Omit<BenchResult, 'ratio'> & { ratio?: number | null }): BenchResult {
-  const ratio = r.ratio !== undefined ? r.ratio : r.baseline_value ? round(r.value / r.baseline_value, 4) : null;
+export function result(r: Omit<BenchResult, 'ratio'>): BenchResult {
+  if ((r.baseline_metric === null) !== (r.baseline_value === null)) throw new Error(`bench ${r.suite}/${r.metric}: a baseline needs both a name and a value (or neither)`);
+  if (!Number.isFinite(r.value)) throw new Error(`bench ${r.suite}/${r.metric}: no value (${r.value})`);
+  const ratio = r.baseline_value ? round(r.value / r.baseline_value, 4) : null;
   return { ...r, value: round(r.value, 3), baseline_value: r.baseline_value === null ? null : round(r.baseline_value, 3), ratio };
 }
 

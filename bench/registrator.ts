@@ -1,8 +1,11 @@
-// `npm run bench -- registrator`: container start → registered and stop →
+// `npm run bench -- registrator`: container start → registered and kill →
 // deregistered (p50/p99 over 200), cold start with 300 running containers, and
-// the registrator's RSS with 300 containers. Baselines in the same run: a
-// direct Consul register call, the same work done by direct calls, and the
-// registrator's RSS with no containers.
+// the registrator's RSS. Baselines in the same run, measured the same way (from
+// outside, a blocking catalog query): a direct agent register call, a direct
+// deregister call, the same 300 registrations made by direct calls. RSS has no
+// honest baseline (baseline_metric null). A second, shorter run at debug level
+// splits start → registered into its shares (printed to stderr, from the
+// registrator's debug log: a diagnosis, not a figure).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
@@ -11,7 +14,7 @@ import { startConsul } from '../test/harness/engines/consul.ts';
 import { ensureDocker, runContainer, cleanupContainers, newRunId } from '../test/harness/engines/docker.ts';
 import { startGantry, type GantryProcess } from '../test/harness/gantry.ts';
 import { tempDir, removeDir } from '../test/harness/process.ts';
-import { result, percentile, nowMs, TWO_CORES, type BenchResult } from './lib.ts';
+import { result, percentile, nowMs, round, TWO_CORES, type BenchResult } from './lib.ts';
 
 const N = Number(process.env.BENCH_REGISTRATOR_N ?? 200);
 const COLD = Number(process.env.BENCH_REGISTRATOR_COLD ?? 300);
@@ -42,6 +45,60 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+/**
+ * Where start → registered goes, from a run at debug level (stderr, one JSON line):
+ * the event's trip from dockerd (its timeNano → arrival), arrival → pass start
+ * (debounce, a pass already under way), the pass's snapshot (inspect) and apply
+ * (the agent call), and the rest of the outside figure (the agent call answered →
+ * the catalog's blocking query answered). Log times have ms resolution.
+ */
+async function breakdown(docker: Docker, consul: ConsulClient, env: NodeJS.ProcessEnv, n: number): Promise<void> {
+  const id = newRunId();
+  const owner = `bench-${id}`;
+  const g = await startGantry('registrator', ['--owner', owner, '--require-label', `gantry.test=${id}`, '--resync', '60s', '--log-level', 'debug'], { env });
+  try {
+    const total: number[] = [];
+    const totalDown: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const c = await runContainer(docker, { runId: id, name: `${id}-b${i}`, publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: `b-${i}` }, labels: { 'gantry.test': id }, start: false });
+      await c.start();
+      const t0 = nowMs();
+      total.push((await until(consul, owner, (s) => s.has(`b-${i}`))) - t0);
+      await c.kill();
+      const t1 = nowMs();
+      totalDown.push((await until(consul, owner, (s) => !s.has(`b-${i}`))) - t1);
+    }
+    const logs = g.logs();
+    const shares = (event: string, action: string): Record<string, number> => {
+      const lag: number[] = [];
+      const queue: number[] = [];
+      const snap: number[] = [];
+      const apply: number[] = [];
+      let lastEvent: number | undefined;
+      for (const l of logs) {
+        const at = Date.parse(String(l.time));
+        if (l.msg === 'docker event' && l.event === event) { if (typeof l.lagMs === 'number') lag.push(l.lagMs); lastEvent = at; }
+        if (l.msg === 'pass timing' && lastEvent !== undefined && typeof l.snapshotMs === 'number' && typeof l.applyMs === 'number') {
+          const next = logs[logs.indexOf(l) - 1];
+          if (next?.action !== action) continue;
+          queue.push(Math.max(0, at - l.snapshotMs - l.applyMs - lastEvent));
+          snap.push(l.snapshotMs);
+          apply.push(l.applyMs);
+          lastEvent = undefined;
+        }
+      }
+      return { n: snap.length, event_lag_p50: percentile(lag, 50), arrival_to_pass_p50: percentile(queue, 50), snapshot_inspect_p50: percentile(snap, 50), agent_call_p50: percentile(apply, 50), event_lag_p99: percentile(lag, 99), arrival_to_pass_p99: percentile(queue, 99), snapshot_inspect_p99: percentile(snap, 99), agent_call_p99: percentile(apply, 99) };
+    };
+    const up = shares('start', 'register');
+    const down = shares('die', 'deregister');
+    process.stderr.write(`${JSON.stringify({ breakdown: 'start_to_registered', total_p50: percentile(total, 50), total_p99: percentile(total, 99), ...up, rest_p50: percentile(total, 50) - up.event_lag_p50! - up.arrival_to_pass_p50! - up.snapshot_inspect_p50! - up.agent_call_p50! })}\n`);
+    process.stderr.write(`${JSON.stringify({ breakdown: 'kill_to_deregistered', total_p50: percentile(totalDown, 50), total_p99: percentile(totalDown, 99), ...down, rest_p50: percentile(totalDown, 50) - down.event_lag_p50! - down.arrival_to_pass_p50! - down.snapshot_inspect_p50! - down.agent_call_p50! })}\n`);
+  } finally {
+    await g.stop();
+    await cleanupContainers(docker, id);
+  }
+}
+
 export async function run(): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
   const docker: Docker = await ensureDocker();
@@ -58,6 +115,12 @@ export async function run(): Promise<BenchResult[]> {
       const t0 = nowMs();
       await consul.request('PUT', '/v1/agent/service/register', { body: { ID: `direct-${i}`, Name: `direct-${i}`, Port: 1000 + i, Meta: { 'gantry-owner': `${owner}-direct` } } });
       direct.push((await until(consul, `${owner}-direct`, (s) => s.has(`direct-${i}`))) - t0);
+    }
+    const directDown: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const t0 = nowMs();
+      await consul.request('PUT', `/v1/agent/service/deregister/direct-${i}`);
+      directDown.push((await until(consul, `${owner}-direct`, (s) => !s.has(`direct-${i}`))) - t0);
     }
     // info level: each applied change is logged after Consul answered, which splits the figure into
     // the registrator's part (start → its register call answered) and the rest (Consul → the watcher)
@@ -76,7 +139,8 @@ export async function run(): Promise<BenchResult[]> {
     };
     const rssFirstStart = await idleRss();
     const rssIdle = await idleRss();
-    out.push(result({ suite: 'registrator', metric: 'rss_no_containers_compile_cache_warm', value: rssIdle, unit: 'MB', n: 0, baseline_metric: 'rss_no_containers_first_start', baseline_value: rssFirstStart, notes: 'VmRSS 3 s after the first reconcile pass; the first start on a host loads the type stripper and fills the compile cache (cli/bin/gantry.js), later starts do not' }));
+    out.push(result({ suite: 'registrator', metric: 'rss_no_containers_compile_cache_warm', value: rssIdle, unit: 'MB', n: 0, baseline_metric: null, baseline_value: null, notes: 'VmRSS 3 s after the first reconcile pass, compile cache warm (every start after the first on a host); no honest baseline (gliderlabs/registrator cannot be built here)' }));
+    out.push(result({ suite: 'registrator', metric: 'rss_no_containers_first_start', value: rssFirstStart, unit: 'MB', n: 0, baseline_metric: null, baseline_value: null, notes: 'the same, on the first start on a host: it loads the type stripper and fills the compile cache (cli/bin/gantry.js); no honest baseline' }));
     const env = { CONSUL_HTTP_ADDR: consulEngine.addr, NODE_COMPILE_CACHE: cacheDir };
     reg = await startGantry('registrator', ['--owner', owner, '--require-label', `gantry.test=${runId}`, '--resync', '60s', '--log-level', 'info'], { env });
 
@@ -99,29 +163,19 @@ export async function run(): Promise<BenchResult[]> {
       killedAt.push(Date.now());
       down.push((await until(consul, owner, (s) => !s.has(`svc-${i}`))) - t0);
     }
-    // the registrator's own part, from its log: when its register/deregister call was answered
-    const appliedAt = new Map<string, number>();
-    for (const l of reg.logs()) {
-      if ((l.action === 'register' || l.action === 'deregister') && typeof l.service === 'string' && typeof l.time === 'string') appliedAt.set(`${l.action} ${l.service}`, Date.parse(l.time));
-    }
-    const part = (action: string, at: number[]): number[] => at.map((t, i) => (appliedAt.get(`${action} svc-${i}`) ?? NaN) - t).filter((v) => Number.isFinite(v));
-    const regUp = part('register', startedAt);
-    const regDown = part('deregister', killedAt);
     const d50 = percentile(direct, 50);
     const d99 = percentile(direct, 99);
+    const dd50 = percentile(directDown, 50);
+    const dd99 = percentile(directDown, 99);
     const note = `${TWO_CORES}; from docker start()/kill() resolving (container running / dead) to the change visible in the catalog (a blocking query on the agent's node)`;
     out.push(result({ suite: 'registrator', metric: 'start_to_registered_p50', value: percentile(up, 50), unit: 'ms', n: N, baseline_metric: 'direct_register_p50', baseline_value: d50, notes: note }));
-    out.push(result({ suite: 'registrator', metric: 'start_to_registered_p99', value: percentile(up, 99), unit: 'ms', n: N, baseline_metric: 'direct_register_p99', baseline_value: d99, notes: `${note}; target p99 <= 100 ms` }));
-    const partNote = `${TWO_CORES}; from docker start()/kill() resolving to the registrator's Consul call answered (its log line, ms resolution): the registrator's share of the figure above`;
-    out.push(result({ suite: 'registrator', metric: 'start_to_registrator_applied_p50', value: percentile(regUp, 50), unit: 'ms', n: regUp.length, baseline_metric: 'direct_register_p50', baseline_value: d50, notes: partNote }));
-    out.push(result({ suite: 'registrator', metric: 'start_to_registrator_applied_p99', value: percentile(regUp, 99), unit: 'ms', n: regUp.length, baseline_metric: 'direct_register_p99', baseline_value: d99, notes: partNote }));
-    out.push(result({ suite: 'registrator', metric: 'stop_to_deregistered_p50', value: percentile(down, 50), unit: 'ms', n: N, baseline_metric: 'direct_register_p50', baseline_value: d50, notes: note }));
-    out.push(result({ suite: 'registrator', metric: 'stop_to_deregistered_p99', value: percentile(down, 99), unit: 'ms', n: N, baseline_metric: 'direct_register_p99', baseline_value: d99, notes: `${note}; target p99 <= 100 ms` }));
-    out.push(result({ suite: 'registrator', metric: 'stop_to_registrator_applied_p50', value: percentile(regDown, 50), unit: 'ms', n: regDown.length, baseline_metric: 'direct_register_p50', baseline_value: d50, notes: partNote }));
-    out.push(result({ suite: 'registrator', metric: 'stop_to_registrator_applied_p99', value: percentile(regDown, 99), unit: 'ms', n: regDown.length, baseline_metric: 'direct_register_p99', baseline_value: d99, notes: partNote }));
+    out.push(result({ suite: 'registrator', metric: 'start_to_registered_p99', value: percentile(up, 99), unit: 'ms', n: N, baseline_metric: 'direct_register_p99', baseline_value: d99, notes: `${note}; target p99 <= 1.3 x the baseline (issue 15)` }));
+    out.push(result({ suite: 'registrator', metric: 'stop_to_deregistered_p50', value: percentile(down, 50), unit: 'ms', n: N, baseline_metric: 'direct_deregister_p50', baseline_value: dd50, notes: note }));
+    out.push(result({ suite: 'registrator', metric: 'stop_to_deregistered_p99', value: percentile(down, 99), unit: 'ms', n: N, baseline_metric: 'direct_deregister_p99', baseline_value: dd99, notes: `${note}; target p99 <= 1.3 x the baseline (issue 15)` }));
     await reg.stop();
     reg = undefined;
     await cleanupContainers(docker, runId);
+    await breakdown(docker, consul, env, Math.min(N, 50));
 
     // cold start: COLD running containers, then the registrator starts
     const cold = newRunId();
@@ -141,7 +195,7 @@ export async function run(): Promise<BenchResult[]> {
     const tDone = await until(consul, coldOwner, (s) => s.size === COLD, 60_000);
     out.push(result({ suite: 'registrator', metric: 'cold_start_until_consul_matches', value: tDone - t0, unit: 'ms', n: COLD, baseline_metric: 'direct_register_all_16_parallel', baseline_value: baselineCold, notes: `${TWO_CORES}; includes node start of the registrator process; target <= 3000 ms` }));
     await new Promise((r) => setTimeout(r, 1000));
-    out.push(result({ suite: 'registrator', metric: 'rss_with_containers', value: rssMb(reg.proc.pid), unit: 'MB', n: COLD, baseline_metric: 'rss_no_containers_compile_cache_warm', baseline_value: rssIdle, notes: 'VmRSS of the registrator process after convergence, compile cache warm; target <= 120 MB' }));
+    out.push(result({ suite: 'registrator', metric: 'rss_with_containers', value: rssMb(reg.proc.pid), unit: 'MB', n: COLD, baseline_metric: null, baseline_value: null, notes: `VmRSS of the registrator process after convergence, compile cache warm (${round(rssIdle, 1)} MB with none); no honest baseline; target <= 120 MB` }));
     await cleanupContainers(docker, cold);
   } finally {
     await reg?.stop();
