@@ -6,27 +6,30 @@ import {
   createConsul, consulFlags, commonFlags, consulConfigFromFlags, createLogger, createRegistry, startAdminServer,
   asOwnerId, errorMessage, UsageError, type Command, type FlagSpec, type Flags, type Logger, type ConsulClient,
 } from '@gantry/core';
-import { Reconciler, type Applied, type Source, type Sink } from './reconciler.ts';
+import type { Reconciler } from './reconciler.ts';
+import { wire, type Part } from './wire.ts';
 import { DockerSource } from './sources/docker/source.ts';
 import { DockerClient } from './sources/docker/client.ts';
 import { ConsulAgentSink } from './sinks/consul-agent.ts';
 import type { AuditWriter } from '@gantry/audit';
 import { Heartbeat } from '@gantry/audit/heartbeat';
-import { entryFromApplied, entryFromProblem } from './audit-entry.ts';
-import { registratorMetrics, type RegistratorMetrics } from './metrics.ts';
+import { entryFromProblem } from './audit-entry.ts';
+import { registratorMetrics } from './metrics.ts';
 import { bridgeFlags } from './sources/zookeeper/flags.ts';
 
 export const registratorFlags: readonly FlagSpec[] = [
   ...consulFlags,
   ...commonFlags,
   { name: 'admin-addr', type: 'addr', default: '127.0.0.1:9101', description: 'where /metrics and /healthz listen' },
-  { name: 'owner', type: 'string', description: 'owner id written in Meta.gantry-owner (default registrator@<hostname>)' },
+  { name: 'owner', type: 'string', description: 'owner id written in Meta.gantry-owner (default registrator@<the Consul agent\'s node name>)' },
   { name: 'resync', type: 'duration', default: '30s', description: 'full reconciliation every (registrator: -resync)' },
   { name: 'retry-attempts', type: 'int', default: -1, min: -1, description: 'Consul connection attempts at start, -1 for ever (registrator: -retry-attempts)' },
   { name: 'retry-interval', type: 'duration', default: '2s', description: 'wait between those attempts (registrator: -retry-interval)' },
   // Docker
   { name: 'docker', type: 'boolean', default: true, description: 'register the containers of the local Docker engine' },
   { name: 'docker-socket', type: 'string', env: 'GANTRY_DOCKER_SOCKET', default: '/var/run/docker.sock', description: 'the Docker engine\'s unix socket' },
+  { name: 'docker-timeout', type: 'duration', default: '10s', description: 'how long a Docker list or inspect (or opening the event stream) may take' },
+  { name: 'allow-script-checks', type: 'boolean', default: false, description: 'register SERVICE_CHECK_SCRIPT / SERVICE_CHECK_CMD checks (off: such ports are refused and reported, like Consul\'s enable_script_checks)' },
   { name: 'internal', type: 'boolean', default: false, description: 'register the container IP and exposed port instead of the published host port' },
   { name: 'explicit', type: 'boolean', default: false, description: 'only containers with a SERVICE_NAME' },
   { name: 'tags', type: 'list', default: [], description: 'tags added to every service (comma separated)' },
@@ -53,7 +56,7 @@ export const registratorFlags: readonly FlagSpec[] = [
   { name: 'k8s-leader-ttl', type: 'duration', default: '5s', description: 'liveness TTL of the leader; failover takes about this long' },
   ...bridgeFlags,
   // Audit
-  { name: 'audit-redis', type: 'url', schemes: ['redis', 'rediss', 'redis+sentinel'], description: 'Redis URL for the audit stream (off when empty); redis+sentinel://host:port,host:port/<master> follows Sentinel failovers' },
+  { name: 'audit-redis', type: 'url', schemes: ['redis', 'rediss', 'redis+sentinel'], secret: true, description: 'Redis URL for the audit stream (off when empty); redis+sentinel://host:port,host:port/<master> follows Sentinel failovers; secret: never echoed in errors' },
   { name: 'audit-key', type: 'string', default: 'gantry:audit', description: 'Redis stream key' },
   { name: 'audit-max-len', type: 'int', default: 100_000, min: 1, description: 'approximate maximum length of the stream' },
   { name: 'audit-buffer', type: 'int', default: 10_000, min: 1, description: 'entries kept while Redis is down (then dropped and counted)' },
@@ -68,14 +71,27 @@ export function hostAddress(): string {
   return '127.0.0.1';
 }
 
-export interface Part { name: 'docker' | 'kubernetes' | 'zookeeper' | 'zookeeper-export' | 'static'; reconciler: Reconciler; healthy: () => boolean }
-
-async function waitForConsul(consul: ConsulClient, f: Flags, log: Logger, signal: AbortSignal): Promise<void> {
+/**
+ * Waits until Consul answers, then returns the agent's node name: stable per
+ * host, unlike the process's hostname (a re-created registrator container gets
+ * a new one), so owner and instance IDs made from it survive a re-creation.
+ * Falls back to the hostname when the agent will not say (ACL without agent:read).
+ */
+async function waitForConsul(consul: ConsulClient, f: Flags, log: Logger, signal: AbortSignal): Promise<string> {
   const attempts = f.int('retry-attempts');
   for (let i = 1; ; i++) {
     try {
       await consul.request('GET', '/v1/status/leader', { timeoutMs: 5000, signal });
-      return;
+      try {
+        const self = await consul.request<{ Config?: { NodeName?: string } }>('GET', '/v1/agent/self', { timeoutMs: 5000, signal });
+        const node = self.body?.Config?.NodeName;
+        if (node) return node;
+        throw new Error('no Config.NodeName in /v1/agent/self');
+      } catch (err) {
+        if (signal.aborted) throw err;
+        log.warn({ err: errorMessage(err), hostname: hostname() }, 'the Consul agent did not say its node name; using this host\'s name for owner and IDs');
+        return hostname();
+      }
     } catch (err) {
       if (signal.aborted) throw err;
       if (attempts !== -1 && i >= attempts) throw new Error(`Consul at ${consul.baseUrl} did not answer after ${i} attempts: ${errorMessage(err)}`);
@@ -83,23 +99,6 @@ async function waitForConsul(consul: ConsulClient, f: Flags, log: Logger, signal
       await new Promise((r) => setTimeout(r, f.ms('retry-interval')));
     }
   }
-}
-
-export function wire(name: Part['name'], source: Source, sink: Sink, owner: string, f: Flags, log: Logger, m: RegistratorMetrics, audit: AuditWriter | undefined, canWrite?: () => boolean, hb?: Heartbeat): Reconciler {
-  return new Reconciler({
-    source, sink, owner: asOwnerId(owner), log: log.child({ source: name }), resyncMs: f.ms('resync'),
-    ...(canWrite ? { canWrite } : {}),
-    onApplied: (a: Applied) => {
-      m.applied.inc({ source: name, action: a.action, reason: a.reason, result: a.ok ? 'ok' : 'error' });
-      if (a.ok && audit) audit.append(entryFromApplied(owner, a));
-      hb?.applied(a.action, a.ok);
-    },
-    onPass: (p) => {
-      hb?.pass(p);
-      m.passes.inc({ source: name, reason: p.reason, full: String(p.full) });
-      m.passSeconds.observe({ source: name }, p.ms / 1000);
-    },
-  });
 }
 
 export const registratorCommand: Command = {
@@ -132,7 +131,7 @@ export const registratorCommand: Command = {
       },
     });
     try {
-      await waitForConsul(consul, f, log, ctx.signal);
+      const node = await waitForConsul(consul, f, log, ctx.signal);
       const running: Array<Promise<void>> = [];
       /** this writer's liveness in Consul, read by `gantry audit drift` */
       const heartbeat = (owner: string, source: string): Heartbeat | undefined => {
@@ -143,10 +142,11 @@ export const registratorCommand: Command = {
       };
 
       if (f.bool('docker')) {
-        const owner = f.optStr('owner') ?? `registrator@${host}`;
+        const owner = f.optStr('owner') ?? `registrator@${node}`;
         const ref: { reconciler?: Reconciler } = {};
         const source = new DockerSource({
-          docker: new DockerClient(f.str('docker-socket')), log, owner: asOwnerId(owner), hostname: host,
+          docker: new DockerClient(f.str('docker-socket'), { requestTimeoutMs: f.ms('docker-timeout'), connectTimeoutMs: f.ms('docker-timeout') }),
+          log, owner: asOwnerId(owner), hostname: node, allowScriptChecks: f.bool('allow-script-checks'),
           hostIp: f.optStr('ip') ?? hostAddress(), ...(f.optStr('ip') ? { ip: f.str('ip') } : {}),
           internal: f.bool('internal'), explicit: f.bool('explicit'), tags: f.list('tags'),
           ...(f.optStr('network') ? { network: f.str('network') } : {}),
@@ -154,15 +154,19 @@ export const registratorCommand: Command = {
           ...(f.optStr('require-label') ? { requireLabel: f.str('require-label') } : {}),
           deregister: f.str('deregister') as 'always' | 'on-success',
           onProblem: (p) => { m.problems.inc({ source: 'docker' }); audit?.append(entryFromProblem(owner, 'docker', p)); },
+          onEscaped: (e) => m.escaped.inc({ source: 'docker', what: e.what }),
           onStreamRestart: () => m.streamRestarts.inc({ source: 'docker', stream: 'events', reason: 'closed' }),
           onReconnected: () => ref.reconciler?.trigger('resync', true),
         });
-        const sink = new ConsulAgentSink({ consul, owner: asOwnerId(owner), log, statusTtlMs: f.ms('health-ttl') });
-        const r = wire('docker', source, sink, owner, f, log, m, audit, undefined, heartbeat(owner, 'docker'));
+        // with the default owner, records of an earlier registrator on this agent
+        // (another owner registrator@…: an older hostname-based default) are ours
+        const adopt = f.optStr('owner') ? undefined : (o: string): boolean => o.startsWith('registrator@');
+        const sink = new ConsulAgentSink({ consul, owner: asOwnerId(owner), log, statusTtlMs: f.ms('health-ttl'), ...(adopt ? { adopt } : {}) });
+        const r = wire('docker', source, sink, owner, f, log, m, audit, undefined, heartbeat(owner, 'docker'), 0);
         ref.reconciler = r;
         parts.push({ name: 'docker', reconciler: r, healthy: () => source.connected });
         running.push(r.run(ctx.signal));
-        log.info({ owner, socket: f.str('docker-socket') }, 'docker source started');
+        log.info({ owner, node, socket: f.str('docker-socket') }, 'docker source started');
       }
 
       if (f.bool('kubernetes')) {

@@ -10,7 +10,7 @@ import { LeaderElection } from './leader.ts';
 import type { AuditWriter } from '@gantry/audit';
 import type { Heartbeat } from '@gantry/audit/heartbeat';
 import type { RegistratorMetrics } from './metrics.ts';
-import { wire, type Part } from './command.ts';
+import { wire, type Part } from './wire.ts';
 
 export async function startKubernetesPart(o: { f: Flags; log: Logger; m: RegistratorMetrics; audit: AuditWriter | undefined; consul: ConsulClient; host: string; signal: AbortSignal; heartbeat?: (owner: string, source: string) => Heartbeat | undefined }): Promise<{ part: Part; running: Array<Promise<void>> }> {
   const { f, log, m, audit, consul, host } = o;
@@ -26,6 +26,7 @@ export async function startKubernetesPart(o: { f: Flags; log: Logger; m: Registr
     prefix: f.str('k8s-service-prefix'), namespaceSuffix: f.bool('k8s-namespace-suffix'), tag: f.str('k8s-tag'),
     nodePortSyncType: f.str('k8s-node-port-sync-type') as NodePortSyncType, loadBalancerEndpoints: f.bool('k8s-lb-endpoints'),
     onInformerRestart: (informer, reason) => m.streamRestarts.inc({ source: 'kubernetes', stream: informer, reason }),
+    onEscaped: () => m.escaped.inc({ source: 'kubernetes', what: 'annotation' }),
   });
   const sink = new ConsulCatalogSink({ consul, node: f.optStr('k8s-consul-node') ?? `k8s-sync-${cluster}` });
   let leader: LeaderElection | undefined;

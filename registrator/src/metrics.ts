@@ -8,6 +8,7 @@ export function registratorMetrics(registry: Registry) {
     passSeconds: new Histogram({ name: 'gantry_registrator_reconcile_seconds', help: 'time of one reconciliation pass', labelNames: ['source'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] }),
     instances: new Gauge({ name: 'gantry_registrator_instances', help: 'instances this registrator wants registered', labelNames: ['source'], registers: [registry] }),
     problems: new Counter({ name: 'gantry_registrator_bad_metadata_total', help: 'containers/services/ports skipped for bad labels or annotations', labelNames: ['source'], registers: [registry] }),
+    escaped: new Counter({ name: 'gantry_registrator_escaped_total', help: 'names, IDs and meta keys escaping changed to fit Consul (each logged at warn with the original)', labelNames: ['source', 'what'], registers: [registry] }),
     streamRestarts: new Counter({ name: 'gantry_registrator_source_restarts_total', help: 'event streams or watches re-opened', labelNames: ['source', 'stream', 'reason'], registers: [registry] }),
     auditWritten: new Counter({ name: 'gantry_audit_entries_written_total', help: 'audit entries written to Redis', registers: [registry] }),
     auditDropped: new Counter({ name: 'gantry_audit_entries_dropped_total', help: 'audit entries dropped because the buffer was full while Redis was down or slow (each entry is written or dropped, exactly once)', registers: [registry] }),

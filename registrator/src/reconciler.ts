@@ -5,37 +5,12 @@
 // resync, when the sink reports its records changed (an agent restart), and
 // after an apply failed. Nothing is written while `canWrite()` is false (a
 // follower replica), and nothing not ours is ever touched.
-import { specOf, errorMessage, sleep, untilWoken, mapLimit, Backoff, type Logger, type OwnerId, type ServiceInstance, type SourceKind } from '@gantry/core';
+import { specOf, errorMessage, sleep, untilWoken, mapLimit, Backoff, type Logger, type OwnerId, type ServiceInstance } from '@gantry/core';
+import type { Source, Sink, PlanEntry } from './source-sink.ts';
 
-export interface Source {
-  readonly kind: SourceKind;
-  /** the desired instances; `full`: read everything again rather than only what events named */
-  snapshot(opts?: { full: boolean }): Promise<ServiceInstance[]>;
-  changes(signal: AbortSignal): AsyncIterable<void>;
-  /**
-   * optional: true when an event named this instance's origin since the
-   * snapshot before the last one, so a change a full pass applies for it is
-   * recorded as caused by the event (the audit trail says "event", not "resync")
-   */
-  namedByEvent?(instance: ServiceInstance): boolean;
-}
-
-export interface Sink {
-  owned(owner: OwnerId): Promise<ServiceInstance[]>;
-  register(instance: ServiceInstance, previous?: ServiceInstance): Promise<void>;
-  deregister(instance: ServiceInstance): Promise<void>;
-  /** optional: yields when records this owner wrote may have changed behind our back */
-  changes?(signal: AbortSignal): AsyncIterable<void>;
-  /** optional: apply many changes at once (all or none); a failed batch is retried one by one */
-  applyBatch?(entries: readonly PlanEntry[]): Promise<void>;
-  readonly batchSize?: number;
-}
+export type { Source, Sink, PlanEntry, Action } from './source-sink.ts';
 
 export type Reason = 'start' | 'event' | 'resync' | 'consul-changed' | 'retry' | 'leader';
-export type Action = 'register' | 'update' | 'status' | 'deregister';
-
-export interface PlanEntry { action: Action; instance: ServiceInstance; previous?: ServiceInstance }
-
 export interface Applied extends PlanEntry {
   reason: Reason | 'orphan';
   ok: boolean;
@@ -67,7 +42,7 @@ export interface ReconcilerOptions {
   log: Logger;
   /** full pass every resyncMs (default 30 s) */
   resyncMs?: number;
-  /** events within this many ms are taken together (default 10 ms) */
+  /** events within this many ms are taken together (default 10 ms; 0: a pass starts at once, and events during it are taken together for the next) */
   debounceMs?: number;
   /** how many sink calls at once (default 16) */
   concurrency?: number;
@@ -76,7 +51,7 @@ export interface ReconcilerOptions {
   /** every applied change, for the audit trail and metrics */
   onApplied?: (a: Applied) => void;
   /** every finished pass */
-  onPass?: (p: { reason: Reason; full: boolean; planned: number; failed: number; ms: number; held: number }) => void;
+  onPass?: (p: { reason: Reason; full: boolean; planned: number; failed: number; ms: number; held: number; desired: number }) => void;
 }
 
 export class Reconciler {
@@ -126,7 +101,8 @@ export class Reconciler {
         if (!this.pending) {
           await untilWoken(signal, (wake) => { this.wake = wake; });
           if (signal.aborted) break;
-          await sleep(this.o.debounceMs ?? 10, signal).catch(() => undefined);
+          const debounce = this.o.debounceMs ?? 10;
+          if (debounce > 0) await sleep(debounce, signal).catch(() => undefined);
         }
         const next = this.pending;
         this.pending = undefined;
@@ -155,15 +131,17 @@ export class Reconciler {
       this.scheduleRetry();
       return [];
     }
+    const t1 = performance.now();
     const entries = plan(desired, [...this.actual.values()]);
     const applied = await this.apply(entries, reason);
+    if (entries.length) this.o.log.debug({ reason, full, planned: entries.length, snapshotMs: Math.round((t1 - t0) * 10) / 10, applyMs: Math.round((performance.now() - t1) * 10) / 10 }, 'pass timing');
     const failed = applied.filter((a) => !a.ok).length;
     if (failed) {
       this.haveActual = false; // we no longer know what Consul holds
       this.scheduleRetry();
     } else this.retryBackoff.reset();
     this.passes++;
-    this.o.onPass?.({ reason, full, planned: entries.length, failed, ms: performance.now() - t0, held: this.actual.size });
+    this.o.onPass?.({ reason, full, planned: entries.length, failed, ms: performance.now() - t0, held: this.actual.size, desired: desired.length });
     return applied;
   }
 

@@ -5,7 +5,7 @@ import type { AuditWriter } from '@gantry/audit';
 import { StaticSource } from './sources/static/source.ts';
 import { ConsulAgentSink } from './sinks/consul-agent.ts';
 import type { RegistratorMetrics } from './metrics.ts';
-import { wire, type Part } from './command.ts';
+import { wire, type Part } from './wire.ts';
 
 export async function startStaticPart(o: { f: Flags; log: Logger; m: RegistratorMetrics; audit: AuditWriter | undefined; consul: ConsulClient; host: string; signal: AbortSignal }): Promise<{ part: Part; running: Promise<void> }> {
   const { f, m } = o;

@@ -13,7 +13,7 @@ import { ZooKeeperSink } from './sinks/zookeeper.ts';
 import { LeaderElection } from './leader.ts';
 import type { AuditWriter } from '@gantry/audit';
 import type { RegistratorMetrics } from './metrics.ts';
-import { wire, type Part } from './command.ts';
+import { wire, type Part } from './wire.ts';
 
 export async function startZooKeeperPart(o: { f: Flags; log: Logger; m: RegistratorMetrics; audit: AuditWriter | undefined; consul: ConsulClient; host: string; signal: AbortSignal }): Promise<{ parts: Part[]; running: Array<Promise<void>> }> {
   const { f, consul, m, audit } = o;

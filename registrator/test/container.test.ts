@@ -97,10 +97,21 @@ test('checks from SERVICE_CHECK_* keys', (t) => {
   const zero = one({ ports: pub('80/tcp'), env: ['SERVICE_CHECK_TCP=true', 'SERVICE_CHECK_INTERVAL=0'] });
   t.regex(zero.problems[0]!.reason, /more than 0/);
   t.deepEqual(mk(['SERVICE_CHECK_HTTPS=/h', 'SERVICE_CHECK_INITIAL_STATUS=passing']), [{ kind: 'https', url: 'https://127.0.0.1:8080/h', tlsSkipVerify: false, interval: '10s', initialStatus: 'passing' }]);
-  t.deepEqual(mk(['SERVICE_CHECK_SCRIPT=check $SERVICE_IP $SERVICE_PORT']), [{ kind: 'script', args: ['/bin/sh', '-c', 'check 127.0.0.1 8080'], interval: '10s' }]);
   const bad = one({ ports: pub('80/tcp'), env: ['SERVICE_CHECK_HTTP=/', 'SERVICE_CHECK_INITIAL_STATUS=great'] });
   t.is(bad.instances.length, 0);
   t.regex(bad.problems[0]!.reason, /passing, warning or critical/);
+});
+
+test('script checks only with --allow-script-checks (off by default, as Consul\'s enable_script_checks); refused ones are reported', (t) => {
+  const env = ['SERVICE_CHECK_SCRIPT=check $SERVICE_IP $SERVICE_PORT'];
+  const allowed = one({ ports: pub('80/tcp', '8080', '127.0.0.1'), env }, { allowScriptChecks: true });
+  t.deepEqual(allowed.instances[0]!.checks, [{ kind: 'script', args: ['/bin/sh', '-c', 'check 127.0.0.1 8080'], interval: '10s' }]);
+  for (const e of [env, ['SERVICE_CHECK_CMD=/bin/health']]) {
+    const refused = one({ ports: pub('80/tcp', '8080', '127.0.0.1'), env: e });
+    t.is(refused.instances.length, 0, e[0]);
+    t.like(refused.problems[0], { container: 'c0ffee0000000000000000000000000000000000000000000000000000000001', name: 'web', where: `env ${e[0]!.split('=')[0]}`, port: '80' });
+    t.regex(refused.problems[0]!.reason, /script checks are off.*--allow-script-checks/);
+  }
 });
 
 test('other keys become Meta; HEALTHCHECK and pause become status and maintenance; --deregister on-success', (t) => {
@@ -126,6 +137,11 @@ test('hostile names never reach Consul unescaped', (t) => {
   const r = one({ ports: pub('80/tcp'), name: 'we b', env: ['SERVICE_NAME=orders svc#1', 'SERVICE_ID=a b\nc'] });
   t.is(String(r.instances[0]!.name), 'orders-svc-1');
   t.regex(r.instances[0]!.id, /^[A-Za-z0-9_.:-]+$/);
+  // every change escaping made is reported with where it came from, the original and the result
+  t.like(r.escaped.find((e) => e.what === 'name'), { where: 'env SERVICE_NAME', original: 'orders svc#1', result: 'orders-svc-1', port: '80', name: 'we b' });
+  t.like(r.escaped.find((e) => e.what === 'id'), { where: 'env SERVICE_ID', original: 'a b\nc' });
+  t.like(one({ ports: pub('80/tcp'), image: 'team/my_app:1' }).escaped[0], { what: 'name', where: 'image name', original: 'my_app', result: 'my-app' });
+  t.deepEqual(one({ ports: pub('80/tcp'), env: ['SERVICE_NAME=clean'] }).escaped, []);
   const meta = one({ ports: pub('80/tcp'), env: ['SERVICE_NOTE=line1\nline2'] });
   t.is(meta.instances.length, 0);
   t.regex(meta.problems[0]!.reason, /control character/);

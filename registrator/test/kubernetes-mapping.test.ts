@@ -61,3 +61,17 @@ test('invalid annotations say which and why', (t) => {
     }
   }
 });
+
+test('an annotation escaping changed is reported with the annotation, the original and the result; clean ones are not', (t) => {
+  const r = mapService(svc({ 'consul.hashicorp.com/service-name': 'public_api\nx', 'gantry.io/service-meta-team.name': 'pay' }), slices, new Map(), o());
+  if (r.kind !== 'instances') throw new Error(r.kind);
+  t.deepEqual(r.escaped, [
+    { annotation: 'consul.hashicorp.com/service-name', original: 'public_api\nx', result: 'public-api-x' },
+    { annotation: 'gantry.io/service-meta-team.name', original: 'team.name', result: 'team_name' },
+  ]);
+  t.is(String(r.instances[0]!.name), 'public-api-x');
+  const clean = mapService(svc({ 'gantry.io/service-name': 'orders' }), slices, new Map(), o());
+  t.deepEqual(clean.kind === 'instances' ? clean.escaped : undefined, []);
+  const prefixed = mapService(svc(), slices, new Map(), o({ prefix: 'k8s_' }));
+  t.deepEqual(prefixed.kind === 'instances' ? prefixed.escaped : undefined, [{ annotation: 'metadata.name', original: 'k8s_api', result: 'k8s-api' }]);
+});

@@ -21,13 +21,16 @@ export interface GantryProcess {
   tail(lines?: number): string;
 }
 
-export async function startGantry(command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; waitHealthy?: boolean } = {}): Promise<GantryProcess> {
+/** `hostname`: run it in a UTS namespace of its own under this host name (as a re-created container would be) */
+export async function startGantry(command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; waitHealthy?: boolean; hostname?: string } = {}): Promise<GantryProcess> {
   const dir = tempDir(`gantry-${command}`);
   const port = await freePort();
   const adminUrl = `http://127.0.0.1:${port}`;
   const logFile = join(dir, `${command}.log`);
   const launch = async (): Promise<ManagedProcess> => {
-    const proc = spawnEngine(`gantry ${command}`, process.execPath, [...GANTRY_NODE_FLAGS, join(repoRoot, 'cli', 'bin', 'gantry.js'), command, '--admin-addr', `127.0.0.1:${port}`, ...args], {
+    const argv = [process.execPath, ...GANTRY_NODE_FLAGS, join(repoRoot, 'cli', 'bin', 'gantry.js'), command, '--admin-addr', `127.0.0.1:${port}`, ...args];
+    const wrapped = opts.hostname ? ['unshare', '--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', opts.hostname, ...argv] : argv;
+    const proc = spawnEngine(`gantry ${command}`, wrapped[0]!, wrapped.slice(1), {
       logFile, env: { ...process.env, ...opts.env },
     });
     await waitUntil(`gantry ${command} admin`, async () => {

@@ -4,7 +4,7 @@
 // is put in maintenance. `changes()` notices when the agent lost our
 // registrations (agent restart) so the reconciler registers them again.
 import {
-  META, specHash, errorMessage, sleep, Backoff, BlockingQuery,
+  META, specHash, errorMessage, escapeLogField, sleep, Backoff, BlockingQuery,
   type ConsulClient, type ServiceInstance, type OwnerId, type HealthStatus, type CheckSpec, type Logger,
 } from '@gantry/core';
 import { readBack, type ConsulService } from './read-back.ts';
@@ -15,6 +15,12 @@ export interface AgentSinkOptions {
   log: Logger;
   /** TTL of the status checks Gantry keeps; refreshed every third of it */
   statusTtlMs?: number;
+  /**
+   * records of another owner on this agent that are ours too: a predecessor's
+   * (the default owner used to be made from the hostname, which changes when
+   * the registrator's container is re-created)
+   */
+  adopt?: (owner: string) => boolean;
 }
 
 interface AgentCheck { CheckID: string; ServiceID: string; Status: HealthStatus }
@@ -52,15 +58,22 @@ export class ConsulAgentSink {
   }
 
   async owned(owner: OwnerId): Promise<ServiceInstance[]> {
-    const filter = `Meta["${META.owner}"] == "${owner}"`;
+    const adopt = this.o.adopt;
+    const filter = adopt ? `Meta["${META.source}"] == "docker"` : `Meta["${META.owner}"] == "${owner}"`;
     const [svcs, checks] = await Promise.all([
       this.o.consul.request<Record<string, ConsulService>>('GET', '/v1/agent/services', { query: { filter } }),
       this.o.consul.request<Record<string, AgentCheck>>('GET', '/v1/agent/checks'),
     ]);
     const checkMap = checks.body ?? {};
+    const list = Object.values(svcs.body ?? {}).filter((s) => {
+      const o = s.Meta?.[META.owner] ?? '';
+      return o === owner || (adopt !== undefined && o !== '' && adopt(o));
+    });
+    const adopted = new Set(list.filter((s) => s.Meta?.[META.owner] !== owner).map((s) => s.Meta?.[META.owner] ?? ''));
+    if (adopted.size) this.o.log.info({ owner, predecessors: [...adopted].map((o) => escapeLogField(o)), records: list.length }, 'adopting the records of an earlier registrator on this agent');
     this.mine.clear();
-    for (const id of Object.keys(svcs.body ?? {})) this.mine.add(id);
-    return Object.values(svcs.body ?? {}).map((s) => readBack(s, 'docker', checkMap[statusCheckId(s.ID)]?.Status, Boolean(checkMap[maintenanceCheckId(s.ID)])));
+    for (const s of list) this.mine.add(s.ID);
+    return list.map((s) => readBack(s, 'docker', checkMap[statusCheckId(s.ID)]?.Status, Boolean(checkMap[maintenanceCheckId(s.ID)])));
   }
 
   async register(i: ServiceInstance, previous?: ServiceInstance): Promise<void> {

@@ -29,10 +29,14 @@ export interface DockerSyncOptions {
   deregister: 'always' | 'on-success';
   /** only containers with this label (KEY or KEY=VALUE) */
   requireLabel?: string;
+  /** register SERVICE_CHECK_SCRIPT / SERVICE_CHECK_CMD checks (--allow-script-checks; off by default) */
+  allowScriptChecks?: boolean;
 }
 
 export interface Problem { container: string; name: string; where: string; reason: string; port?: string }
-export interface ContainerResult { instances: ServiceInstance[]; problems: Problem[]; skipped?: string }
+/** A value escaping changed to fit Consul: the original (untrusted, escape it for a log) and what was written. */
+export interface Rewritten { container: string; name: string; where: string; what: 'name' | 'id' | 'meta key'; original: string; result: string; port?: string }
+export interface ContainerResult { instances: ServiceInstance[]; problems: Problem[]; escaped: Rewritten[]; skipped?: string }
 
 interface PortBinding { exposed: string; proto: string; hostPort?: string; hostIp?: string }
 
@@ -63,7 +67,7 @@ function networkAddress(c: ContainerInspectInfo, o: DockerSyncOptions): string |
 const CHECK_KEYS = ['check_http', 'check_https', 'check_tcp', 'check_ttl', 'check_grpc', 'check_grpc_use_tls', 'check_cmd', 'check_script', 'check_interval', 'check_timeout', 'check_initial_status', 'check_deregister_after', 'check_tls_skip_verify', 'check_http_method', 'check_https_method'];
 const RESERVED = new Set(['name', 'tags', 'id', 'ignore', ...CHECK_KEYS]);
 
-function checkFor(m: Metadata, address: string, port: number, containerId: string): { checks: CheckSpec[]; problem?: { where: string; reason: string } } {
+function checkFor(m: Metadata, address: string, port: number, containerId: string, allowScripts: boolean): { checks: CheckSpec[]; problem?: { where: string; reason: string } } {
   const v = m.values;
   const host = address.includes(':') ? `[${address}]` : address;
   const durationOf = (key: string, def?: string): string | undefined | { bad: string } => {
@@ -94,6 +98,10 @@ function checkFor(m: Metadata, address: string, port: number, containerId: strin
   if (v.check_http) check = { kind: 'http', url: `http://${host}:${port}${path(v.check_http)}`, ...(v.check_http_method ? { method: v.check_http_method } : {}), ...common };
   else if (v.check_https) check = { kind: 'https', url: `https://${host}:${port}${path(v.check_https)}`, tlsSkipVerify: v.check_tls_skip_verify === 'true', ...(v.check_https_method ? { method: v.check_https_method } : {}), ...common };
   else if (script) {
+    if (!allowScripts) {
+      const key = v.check_cmd ? 'check_cmd' : 'check_script';
+      return { checks: [], problem: { where: m.origin[key] ?? key, reason: 'script checks are off (start the registrator with --allow-script-checks to register them)' } };
+    }
     const cmd = script.replace(/\$SERVICE_IP/g, address).replace(/\$SERVICE_PORT/g, String(port));
     check = { kind: 'script', args: v.check_cmd ? ['docker', 'exec', containerId, '/bin/sh', '-c', cmd] : ['/bin/sh', '-c', cmd], ...common };
   } else if (v.check_ttl) {
@@ -121,16 +129,17 @@ export function containerInstances(c: ContainerInspectInfo, o: DockerSyncOptions
   const labels = c.Config?.Labels ?? {};
   const env = c.Config?.Env ?? [];
   const problems: Problem[] = [];
+  const escaped: Rewritten[] = [];
   if (o.requireLabel) {
     const [k, want] = o.requireLabel.split('=', 2);
-    if (!(k! in labels) || (want !== undefined && labels[k!] !== want)) return { instances: [], problems, skipped: `no ${o.requireLabel} label` };
+    if (!(k! in labels) || (want !== undefined && labels[k!] !== want)) return { instances: [], problems, escaped, skipped: `no ${o.requireLabel} label` };
   }
   const raw = rawMetadata(env, labels);
   for (const b of badPortKeys(env, labels)) problems.push({ container: id, name: cname, ...b });
 
   const running = c.State?.Running === true;
   const exitedBadly = !running && c.State?.ExitCode !== 0 && o.deregister === 'on-success';
-  if (!running && !exitedBadly) return { instances: [], problems, skipped: 'not running' };
+  if (!running && !exitedBadly) return { instances: [], problems, escaped, skipped: 'not running' };
 
   const hostMode = c.HostConfig?.NetworkMode === 'host';
   const list = ports(c, o);
@@ -146,6 +155,7 @@ export function containerInstances(c: ContainerInspectInfo, o: DockerSyncOptions
     const m = metadataForPort(raw, p.exposed);
     const where = (key: string): string => m.origin[key] ?? key;
     const fail = (w: string, reason: string): void => { problems.push({ container: id, name: cname, where: w, reason, port: p.exposed }); };
+    const note = (w: string, what: Rewritten['what'], original: string, result: string): void => { escaped.push({ container: id, name: cname, where: w, what, original, result, port: p.exposed }); };
     if (m.values.ignore) continue;
     if (o.explicit && !m.values.name) continue;
 
@@ -153,6 +163,7 @@ export function containerInstances(c: ContainerInspectInfo, o: DockerSyncOptions
     if (isGroup && !m.portSpecificName) name = `${name}-${p.exposed}`;
     const n = escapeConsulServiceName(name);
     if (!n.ok) { fail(where('name'), n.reason); continue; }
+    if (n.changed) note(m.values.name ? where('name') : 'image name', 'name', name, n.value);
 
     const address = labelIp ?? (o.internal ? containerIp : undefined) ?? (hostMode ? o.ip ?? o.hostIp : undefined)
       ?? o.ip ?? (p.hostIp && p.hostIp !== '0.0.0.0' && p.hostIp !== '::' ? p.hostIp : o.hostIp);
@@ -162,6 +173,7 @@ export function containerInstances(c: ContainerInspectInfo, o: DockerSyncOptions
     let instanceId = m.values.id ?? `${o.hostname}:${cname}:${p.exposed}${p.proto === 'udp' ? ':udp' : ''}`;
     const idr = escapeConsulId(instanceId);
     if (!idr.ok) { fail(where('id'), idr.reason); continue; }
+    if (idr.changed) note(m.values.id ? where('id') : 'container name', 'id', instanceId, idr.value);
     instanceId = idr.value;
 
     const tags: string[] = [];
@@ -180,11 +192,12 @@ export function containerInstances(c: ContainerInspectInfo, o: DockerSyncOptions
       const kr = escapeConsulMetaKey(k);
       const vr = checkConsulMetaValue(v);
       if (!kr.ok || !vr.ok) { fail(where(k), (!kr.ok ? kr.reason : !vr.ok ? vr.reason : '')); metaProblem = true; break; }
+      if (kr.changed) note(where(k), 'meta key', k, kr.value);
       meta[kr.value] = v;
     }
     if (metaProblem) continue;
 
-    const checked = checkFor(m, address, port, id);
+    const checked = checkFor(m, address, port, id, o.allowScriptChecks === true);
     if (checked.problem) { fail(checked.problem.where, checked.problem.reason); continue; }
 
     Object.assign(meta, {
@@ -209,5 +222,5 @@ export function containerInstances(c: ContainerInspectInfo, o: DockerSyncOptions
       ...(paused ? { maintenance: true } : {}),
     });
   }
-  return { instances: out, problems };
+  return { instances: out, problems, escaped };
 }

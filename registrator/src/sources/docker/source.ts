@@ -2,10 +2,16 @@
 // set is computed from a list + inspect (inspections cached until an event
 // about that container); the event stream only says "look again", and it is
 // re-opened with backoff whenever it closes (the process never exits for it).
+// An inspection that fails for any reason but 404 says nothing about the
+// container: its last known state stays (so it stays registered) and it is
+// inspected again, backing off. A re-opened stream never empties the cache
+// (a snapshot under way when it re-opens must not come out partial, which
+// would deregister everything it had not reached): every container is
+// re-inspected on the next full list instead.
 import type { ContainerInspectInfo } from 'dockerode';
-import type { DockerClient } from './client.ts';
+import { isGone, type DockerClient } from './client.ts';
 import { Backoff, sleep, errorMessage, escapeLogField, type Logger, type ServiceInstance } from '@gantry/core';
-import { containerInstances, type DockerSyncOptions, type Problem } from './container.ts';
+import { containerInstances, type DockerSyncOptions, type Problem, type Rewritten } from './container.ts';
 import { ChangeSignal } from '../../changes.ts';
 
 export interface DockerSourceOptions extends DockerSyncOptions {
@@ -15,6 +21,8 @@ export interface DockerSourceOptions extends DockerSyncOptions {
   onStreamRestart?: () => void;
   /** the event stream is open again after a break: a full pass is due */
   onReconnected?: () => void;
+  /** a name, ID or meta key that escaping changed (logged here at warn) */
+  onEscaped?: (c: Rewritten) => void;
   /** inspect calls at once (default 16) */
   concurrency?: number;
 }
@@ -32,6 +40,14 @@ export class DockerSource {
   /** the containers events had named when the last snapshot was taken */
   private named = new Set<string>();
   private needList = true;
+  /** containers a `die` event named that need no inspection to know they are gone */
+  private died = new Set<string>();
+  /** the event stream re-opened: every container is inspected again on the next list */
+  private reinspectAll = false;
+  /** containers whose last inspection failed (not 404): kept as last known, inspected again */
+  private readonly unknown = new Set<string>();
+  private readonly retryBackoff = new Backoff({ baseMs: 250, maxMs: 10_000 });
+  private retryTimer: NodeJS.Timeout | undefined;
   /** true once the event stream is open (false while reconnecting) */
   connected = false;
 
@@ -49,45 +65,98 @@ export class DockerSource {
   async snapshot(opts: { full: boolean } = { full: true }): Promise<ServiceInstance[]> {
     let todo: string[];
     if (opts.full || this.needList) {
-      const list = await this.o.docker.list(this.o.deregister === 'on-success');
+      const reinspect = this.reinspectAll;
+      this.needList = false;
+      this.reinspectAll = false;
+      let list;
+      try {
+        list = await this.o.docker.list(this.o.deregister === 'on-success');
+      } catch (err) {
+        this.needList = true;
+        this.reinspectAll ||= reinspect;
+        throw err;
+      }
       const ids = new Set(list.map((c) => c.Id));
       for (const id of this.cache.keys()) if (!ids.has(id)) this.cache.delete(id);
-      todo = list.filter((c) => this.touched.has(c.Id) || !this.cache.has(c.Id) || this.cache.get(c.Id)!.State.Status !== c.State).map((c) => c.Id);
-      this.needList = false;
+      for (const id of this.unknown) if (!ids.has(id)) this.unknown.delete(id);
+      todo = list.filter((c) => reinspect || this.touched.has(c.Id) || this.unknown.has(c.Id) || !this.cache.has(c.Id) || this.cache.get(c.Id)!.State.Status !== c.State).map((c) => c.Id);
     } else {
-      todo = [...this.touched];
+      todo = [...new Set([...this.touched, ...this.unknown])];
+    }
+    // a container that died (and stays dead: --deregister always, or it exited 0) is
+    // gone without asking the engine; it saves an inspect on the way to deregistering
+    const died = this.died;
+    this.died = new Set();
+    if (died.size) {
+      todo = todo.filter((id) => {
+        if (!died.has(id)) return true;
+        this.cache.delete(id);
+        this.unknown.delete(id);
+        return false;
+      });
     }
     this.named = this.touched;
     this.touched = new Set();
     let next = 0;
+    const failed: Array<{ id: string; err: string }> = [];
     const worker = async (): Promise<void> => {
       while (next < todo.length) {
         const id = todo[next++]!;
         try {
           const info = await this.o.docker.inspect(id);
+          this.unknown.delete(id);
           if (info.State.Running || this.o.deregister === 'on-success') this.cache.set(id, info);
           else this.cache.delete(id);
         } catch (err) {
-          this.cache.delete(id); // gone (destroyed) before we looked
-          this.o.log.debug({ container: id, err: errorMessage(err) }, 'inspect failed');
+          if (isGone(err)) {
+            this.unknown.delete(id);
+            this.cache.delete(id); // gone (destroyed) before we looked
+            this.o.log.debug({ container: id.slice(0, 12), err: errorMessage(err) }, 'inspect: container gone');
+          } else {
+            this.unknown.add(id); // the engine's trouble: keep what we knew, look again
+            failed.push({ id, err: errorMessage(err) });
+          }
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.o.concurrency ?? 16, todo.length) }, worker));
+    if (failed.length) {
+      const delay = this.retryBackoff.next();
+      for (const f of failed.slice(0, 5)) {
+        this.o.log.warn({ container: f.id.slice(0, 12), known: this.cache.has(f.id), err: escapeLogField(f.err), retryInMs: delay }, 'inspect failed; keeping the last known state, retrying');
+      }
+      if (failed.length > 5) this.o.log.warn({ more: failed.length - 5 }, 'inspect failed for more containers');
+      this.scheduleRetry(delay);
+    } else if (!this.unknown.size) this.retryBackoff.reset();
     const out: ServiceInstance[] = [];
     for (const info of this.cache.values()) {
       const r = containerInstances(info, this.o);
       out.push(...r.instances);
-      const key = JSON.stringify(r.problems);
-      if (r.problems.length && this.reported.get(info.Id) !== key) {
-        for (const p of r.problems) {
-          this.o.log.warn({ container: p.container.slice(0, 12), containerName: p.name, label: p.where, port: p.port, reason: escapeLogField(p.reason) }, p.port ? 'bad container metadata: port skipped' : 'bad container metadata');
-          this.o.onProblem?.(p);
-        }
-      }
-      if (r.problems.length) this.reported.set(info.Id, key); else this.reported.delete(info.Id);
+      this.report(info.Id, r.problems, r.escaped);
     }
     return out;
+  }
+
+  /** Problems and escaped values of one container, logged once until they change. */
+  private report(id: string, problems: Problem[], escaped: Rewritten[]): void {
+    const key = JSON.stringify([problems, escaped]);
+    if ((problems.length || escaped.length) && this.reported.get(id) !== key) {
+      for (const p of problems) {
+        this.o.log.warn({ container: p.container.slice(0, 12), containerName: escapeLogField(p.name), label: escapeLogField(p.where), port: p.port, reason: escapeLogField(p.reason) }, p.port ? 'bad container metadata: port skipped' : 'bad container metadata');
+        this.o.onProblem?.(p);
+      }
+      for (const e of escaped) {
+        this.o.log.warn({ container: e.container.slice(0, 12), containerName: escapeLogField(e.name), label: escapeLogField(e.where), port: e.port, what: e.what, original: escapeLogField(e.original), result: e.result }, `container ${e.what} changed to fit Consul`);
+        this.o.onEscaped?.(e);
+      }
+    }
+    if (problems.length || escaped.length) this.reported.set(id, key); else this.reported.delete(id);
+  }
+
+  private scheduleRetry(delay: number): void {
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.changed.poke(); }, delay);
+    this.retryTimer.unref();
   }
 
   /** An instance is "named by an event" when its container was, before the last snapshot. */
@@ -112,8 +181,10 @@ export class DockerSource {
         backoff.reset();
         if (!first) {
           this.o.log.info('docker event stream re-opened; resyncing');
-          this.cache.clear(); // we may have missed events
+          // we may have missed events: list and inspect everything again; the
+          // cache stays, so a snapshot under way now still sees every container
           this.needList = true;
+          this.reinspectAll = true;
           this.o.onReconnected?.();
           this.changed.poke();
         }
@@ -129,11 +200,15 @@ export class DockerSource {
               const line = buf.slice(0, nl);
               buf = buf.slice(nl + 1);
               try {
-                const ev = JSON.parse(line) as { id?: string; Action?: string; Actor?: { ID?: string } };
+                const ev = JSON.parse(line) as { id?: string; Action?: string; timeNano?: number; Actor?: { ID?: string; Attributes?: Record<string, string> } };
                 const id = ev.id ?? ev.Actor?.ID;
-                this.o.log.debug({ container: id?.slice(0, 12), event: ev.Action }, 'docker event');
-                if (id) this.touched.add(id);
-                else this.needList = true;
+                // lagMs: from the engine's own timestamp of the event to its arrival here
+                this.o.log.debug({ container: id?.slice(0, 12), event: ev.Action, lagMs: ev.timeNano ? Math.round(Date.now() - ev.timeNano / 1e6) : undefined }, 'docker event');
+                if (id) {
+                  this.touched.add(id);
+                  if (ev.Action === 'die' && (this.o.deregister === 'always' || ev.Actor?.Attributes?.exitCode === '0')) this.died.add(id);
+                  else if (ev.Action === 'start' || ev.Action === 'restart' || ev.Action === 'unpause') this.died.delete(id);
+                } else this.needList = true;
               } catch {
                 this.needList = true; // an odd line: look at everything
               }

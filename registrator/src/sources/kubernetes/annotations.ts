@@ -15,6 +15,8 @@ export interface ServiceAnnotations {
   meta: Record<string, string>;
   /** one Consul service per Service port (gantry.io/service-per-port) */
   perPort?: boolean;
+  /** values escaping changed to fit Consul: the annotation, the original (untrusted) and the result */
+  rewritten: Array<{ annotation: string; original: string; result: string }>;
 }
 
 export class AnnotationError extends Error {
@@ -38,7 +40,7 @@ function bool(annotation: string, value: string): boolean {
 
 /** Reads the annotations of one Service; throws AnnotationError for the first bad one. */
 export function readAnnotations(annotations: Record<string, string> | undefined): ServiceAnnotations {
-  const out: ServiceAnnotations = { tags: [], meta: {} };
+  const out: ServiceAnnotations = { tags: [], meta: {}, rewritten: [] };
   for (const [full, value] of Object.entries(annotations ?? {})) {
     const prefix = PREFIXES.find((p) => full.startsWith(p));
     if (!prefix) continue;
@@ -48,6 +50,7 @@ export function readAnnotations(annotations: Record<string, string> | undefined)
     else if (key === 'service-name') {
       const r = escapeConsulServiceName(value);
       if (!r.ok) throw new AnnotationError(full, value, r.reason);
+      if (r.changed) out.rewritten.push({ annotation: full, original: value, result: r.value });
       out.name = r.value;
     } else if (key === 'service-tags') {
       for (const tag of value.split(',').map((s) => s.trim()).filter(Boolean)) {
@@ -66,6 +69,7 @@ export function readAnnotations(annotations: Record<string, string> | undefined)
       if (!k.ok) throw new AnnotationError(full, value, k.reason);
       const v = checkConsulMetaValue(value);
       if (!v.ok) throw new AnnotationError(full, value, v.reason);
+      if (k.changed) out.rewritten.push({ annotation: full, original: key.slice('service-meta-'.length), result: k.value });
       out.meta[k.value] = value;
     }
   }

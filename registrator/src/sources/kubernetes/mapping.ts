@@ -35,7 +35,7 @@ export const defaultKubeSyncOptions = (owner: OwnerId, cluster = 'default'): Kub
 export type MappingResult =
   | { kind: 'skip'; reason: string }
   | { kind: 'error'; error: AnnotationError }
-  | { kind: 'instances'; instances: ServiceInstance[] };
+  | { kind: 'instances'; instances: ServiceInstance[]; escaped: ServiceAnnotations['rewritten'] };
 
 export function namespaceAllowed(ns: string, o: KubeSyncOptions): boolean {
   if (o.denyNamespaces.includes(ns) || o.denyNamespaces.includes('*')) return false;
@@ -77,6 +77,11 @@ export function mapService(svc: V1Service, slices: V1EndpointSlice[], nodes: Rea
 
   const base = escapeConsulServiceName(`${o.prefix}${ann.name ?? svcName}${o.namespaceSuffix ? `-${ns}` : ''}`);
   if (!base.ok) return { kind: 'error', error: new AnnotationError('service-name', ann.name ?? svcName, base.reason) };
+  const escaped = [...ann.rewritten];
+  // the annotation's own rewrite is already listed; the Service name, prefix or suffix may need one too
+  if (base.changed) {
+    escaped.push({ annotation: ann.name !== undefined ? 'service-name' : 'metadata.name', original: `${o.prefix}${ann.name ?? svcName}${o.namespaceSuffix ? `-${ns}` : ''}`, result: base.value });
+  }
 
   const portMeta: Record<string, string> = {};
   for (const p of ports) portMeta[`port-${p.name || String(p.port)}`.replace(/[^A-Za-z0-9_-]/g, '_')] = String(p.port);
@@ -118,7 +123,7 @@ export function mapService(svc: V1Service, slices: V1EndpointSlice[], nodes: Rea
       });
     }
   }
-  return { kind: 'instances', instances };
+  return { kind: 'instances', instances, escaped };
 }
 
 /** The addresses a Service is reached at, by type. */

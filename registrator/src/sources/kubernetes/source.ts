@@ -2,7 +2,7 @@
 // desired instances are computed from their stores. It reports nothing until
 // every informer's first full list is in, so nothing valid is reaped at start.
 import { CoreV1Api, DiscoveryV1Api, type KubeConfig, type V1Service, type V1EndpointSlice, type V1Node } from '@kubernetes/client-node';
-import { errorMessage, type Logger, type ServiceInstance } from '@gantry/core';
+import { errorMessage, escapeLogField, type Logger, type ServiceInstance } from '@gantry/core';
 import { Informer, objectKey } from './informer.ts';
 import { mapService, type KubeSyncOptions } from './mapping.ts';
 import { EventReporter } from './events.ts';
@@ -16,6 +16,8 @@ export interface KubernetesSourceOptions extends KubeSyncOptions {
   /** post invalid-annotation Events on the Service (default true) */
   reportEvents?: boolean;
   onInformerRestart?: (informer: string, reason: string) => void;
+  /** a name or meta key escaping changed (logged here at warn, once per Service until it changes) */
+  onEscaped?: () => void;
 }
 
 export class KubernetesSource {
@@ -26,6 +28,8 @@ export class KubernetesSource {
   readonly nodes: Informer<V1Node>;
   private readonly o: KubernetesSourceOptions;
   private readonly events: EventReporter;
+  /** Services whose escaped values were logged, with what was logged */
+  private readonly reported = new Map<string, string>();
 
   constructor(o: KubernetesSourceOptions) {
     this.o = o;
@@ -75,12 +79,24 @@ export class KubernetesSource {
       if (r.kind === 'instances') {
         out.push(...r.instances);
         this.events.clear(svc);
+        this.reportEscaped(key, r.escaped);
       } else if (r.kind === 'error' && this.events.isNew(svc, r.error.message)) {
         this.o.log.warn({ service: key, annotation: r.error.annotation, reason: r.error.reason }, 'invalid annotation: Service skipped');
         this.events.report(svc, r.error.message).catch((err: unknown) => this.o.log.warn({ service: key, err: errorMessage(err) }, 'could not post Kubernetes Event'));
       }
     }
     return out;
+  }
+
+  private reportEscaped(service: string, escaped: ReadonlyArray<{ annotation: string; original: string; result: string }>): void {
+    const logged = JSON.stringify(escaped);
+    if (escaped.length && this.reported.get(service) !== logged) {
+      for (const e of escaped) {
+        this.o.log.warn({ service: escapeLogField(service), annotation: escapeLogField(e.annotation), original: escapeLogField(e.original), result: e.result }, 'Service annotation changed to fit Consul');
+        this.o.onEscaped?.();
+      }
+    }
+    if (escaped.length) this.reported.set(service, logged); else this.reported.delete(service);
   }
 
   /** Yields each time something changed (coalesced), until aborted. */
