@@ -6,5 +6,5 @@ export const commands: Record<string, { summary: string; load: () => Promise<Com
   audit: { summary: 'print the audit trail of registry changes (gantry audit log)', load: async () => (await import('@gantry/audit')).auditCommand },
   templater: { summary: 'render HAProxy (L7/L4) and a DNS hosts file from Consul; check, write atomically, reload or use the Runtime API', load: async () => (await import('@gantry/templater')).templater },
   gateway: { summary: 'L7 gateway from Consul: Host/path routes, canary, blue/green, mirroring, retries, ejection, Redis-shared rate limits', load: async () => (await import('@gantry/gateway')).gatewayCommand },
-  doctor: { summary: 'check that Consul (and the other engines named) answer', load: async () => (await import('./doctor.ts')).doctor },
+  doctor: { summary: 'check that Consul and every engine the flags name (Redis, HAProxy sockets, Docker, Kubernetes) answer', load: async () => (await import('./doctor.ts')).doctor },
 };
