@@ -27,7 +27,10 @@ export interface DockerSourceOptions extends DockerSyncOptions {
   concurrency?: number;
 }
 
-const EVENTS = ['start', 'die', 'stop', 'kill', 'pause', 'unpause', 'health_status', 'destroy', 'rename', 'restart', 'update', 'oom'];
+// not `kill` (a signal sent: the container still runs, and if it dies a `die` follows) nor
+// `stop` (it comes after `die`): each would cost a pass and an inspect that change nothing,
+// and the `die` right behind would wait for them
+const EVENTS = ['start', 'die', 'pause', 'unpause', 'health_status', 'destroy', 'rename', 'restart', 'update', 'oom'];
 
 export class DockerSource {
   readonly kind = 'docker' as const;
