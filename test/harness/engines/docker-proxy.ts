@@ -33,6 +33,7 @@ export async function startDockerProxy(target = dockerSocket): Promise<DockerPro
   const forward = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const up = http.request({ socketPath: target, path: req.url, method: req.method, headers: req.headers }, (ur) => {
       res.writeHead(ur.statusCode ?? 502, ur.headers);
+      res.flushHeaders(); // as dockerd does: an event stream's headers come before its first event
       ur.pipe(res);
     });
     up.on('error', (err) => { if (!res.headersSent) res.writeHead(502); res.end(String(err)); });
