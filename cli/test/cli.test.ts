@@ -12,7 +12,8 @@ import { socketCommand } from '../../test/harness/unix-socket.ts';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { startGantry } from '../../test/harness/gantry.ts';
 import { waitUntil } from '../../test/harness/process.ts';
-import { readFileSync } from 'node:fs';
+import { readFileSync, copyFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 const track = manageEngines(test);
 const gantry = (args: string[], env: NodeJS.ProcessEnv = {}) =>
@@ -72,7 +73,7 @@ test('doctor: ok against a real Consul, exit 1 naming the address when none answ
   t.regex(down.stdout, new RegExp(`consul: FAILED ${consul.addr.replace(/[.]/g, '\\.')}`));
 });
 
-test('doctor checks every engine its flags name: Redis (with the URL\'s password), HAProxy\'s sockets, Docker, the kube-apiserver; a failing one exits 1 naming it, never the password', async (t) => {
+test('doctor checks every engine its flags name: Redis (with the URL\'s password), HAProxy\'s sockets, Docker; a failing one exits 1 naming it, never the password', async (t) => {
   // one after the other, each tracked as soon as it runs (nothing left behind when one fails to start)
   const consul = await startConsul();
   track('consul', consul);
@@ -80,12 +81,10 @@ test('doctor checks every engine its flags name: Redis (with the URL\'s password
   track('redis', redis);
   const haproxy = await startHAProxy();
   track('haproxy', haproxy);
-  const kube = await startKube();
-  track('kube', kube);
   await ensureDocker();
   await socketCommand({ host: '127.0.0.1', port: redis.port }, 'CONFIG SET requirepass doctor-pw\r\nQUIT\r\n');
   const env = { CONSUL_HTTP_ADDR: consul.addr };
-  const all = ['doctor', '--audit-redis', `redis://:doctor-pw@127.0.0.1:${redis.port}`, '--haproxy-admin-socket', haproxy.adminSocket, '--haproxy-master-socket', haproxy.masterSocket, '--docker-socket', dockerSocket, '--kubeconfig', kube.kubeconfigPath];
+  const all = ['doctor', '--audit-redis', `redis://:doctor-pw@127.0.0.1:${redis.port}`, '--haproxy-admin-socket', haproxy.adminSocket, '--haproxy-master-socket', haproxy.masterSocket, '--docker-socket', dockerSocket];
   const ok = await gantryAsync(all, env);
   t.is(ok.status, 0, ok.stdout + ok.stderr);
   t.regex(ok.stdout, /^consul: ok /m);
@@ -93,7 +92,6 @@ test('doctor checks every engine its flags name: Redis (with the URL\'s password
   t.regex(ok.stdout, /^haproxy admin socket: ok .* version=2\.\d/m);
   t.regex(ok.stdout, /^haproxy master socket: ok .* workers=1/m);
   t.regex(ok.stdout, /^docker: ok .* version=\S+ api=\d/m);
-  t.regex(ok.stdout, /^kubernetes: ok .* server=https:\/\/127\.0\.0\.1:\d+ version=v1\./m);
   t.false(ok.stdout.includes('doctor-pw'));
 
   // only what the flags name is checked
@@ -141,4 +139,22 @@ test('a password in --audit-redis never reaches the registrator\'s log', async (
   const text = readFileSync(join(reg.dir, 'registrator.log'), 'utf8').split('\n').filter((l) => !l.startsWith('# ')).join('\n');
   t.regex(text, /redis:\/\/127\.0\.0\.1:1/);
   t.false(text.includes('hunter2'));
+});
+
+test('doctor --kubeconfig checks the kube-apiserver it names; a stopped one fails naming it', async (t) => {
+  const consul = await startConsul();
+  track('consul (doctor kube)', consul);
+  const kube = await startKube();
+  track('kube', kube);
+  const env = { CONSUL_HTTP_ADDR: consul.addr };
+  const ok = await gantryAsync(['doctor', '--kubeconfig', kube.kubeconfigPath], env);
+  t.is(ok.status, 0, ok.stdout + ok.stderr);
+  t.regex(ok.stdout, /^kubernetes: ok .* server=https:\/\/127\.0\.0\.1:\d+ version=v1\./m);
+  const kept = join(tmpdir(), `gantry-doctor-kubeconfig-${process.pid}`);
+  copyFileSync(kube.kubeconfigPath, kept); // stop() removes the engine's dir
+  t.teardown(() => rmSync(kept, { force: true }));
+  await kube.stop();
+  const down = await gantryAsync(['doctor', '--kubeconfig', kept, '--timeout', '3s'], env);
+  t.is(down.status, 1);
+  t.regex(down.stdout, /^kubernetes: FAILED /m);
 });
