@@ -16,10 +16,11 @@ export interface BenchResult {
   notes: string;
 }
 
-export function result(r: Omit<BenchResult, 'ratio'>): BenchResult {
+/** `ratio: null`: a caller may only say that a ratio means nothing here (e.g. counts of failures), never set one */
+export function result(r: Omit<BenchResult, 'ratio'> & { ratio?: null }): BenchResult {
   if ((r.baseline_metric === null) !== (r.baseline_value === null)) throw new Error(`bench ${r.suite}/${r.metric}: a baseline needs both a name and a value (or neither)`);
   if (!Number.isFinite(r.value)) throw new Error(`bench ${r.suite}/${r.metric}: no value (${r.value})`);
-  const ratio = r.baseline_value ? round(r.value / r.baseline_value, 4) : null;
+  const ratio = r.ratio === null || !r.baseline_value ? null : round(r.value / r.baseline_value, 4);
   return { ...r, value: round(r.value, 3), baseline_value: r.baseline_value === null ? null : round(r.baseline_value, 3), ratio };
 }
 
