@@ -35,10 +35,10 @@ export function createLogger(cfg: LoggerConfig): Logger {
 export function redactUrl(input: string): string {
   try {
     const u = new URL(input);
-    if (u.password || u.username) {
-      u.username = u.username ? '***' : '';
-      u.password = '';
-    }
+    // nothing to hide: the address exactly as given (URL's toString would add a trailing slash)
+    if (!u.password && !u.username) return input;
+    u.username = u.username ? '***' : '';
+    u.password = '';
     return u.toString();
   } catch {
     return input.replace(/\/\/[^@/]*@/, '//***@');
