@@ -86,6 +86,8 @@ test('static files: JSON and YAML applied and watched; invalid entries reported 
   // a removed file removes its services
   rmSync(yaml);
   await waitUntil('file removed', async () => (await ids()).join() === 'billing-3', { timeoutMs: 10_000 });
+  // Consul may show the removal before the registrator's log line for it is read: wait for that line
+  await waitUntil('ledger deregistration logged', async () => g.logs().some((l) => l.action === 'deregister' && String(l.instance) === 'ledger-10.3.1.1-9000'), { timeoutMs: 10_000 });
   const deregs = g.logs().filter((l) => l.action === 'deregister').map((l) => String(l.instance)).sort();
   t.deepEqual(deregs, ['billing-1', 'billing-2', 'ledger-10.3.1.1-9000']);
 });

@@ -78,6 +78,8 @@ test('L7 by Host, names in dnsmasq, L4 Redis on its VIP; instance changes and ne
   t.deepEqual(await st.dnsmasq.resolve('dev1.redis'), [vip!]);
   t.deepEqual(await st.dnsmasq.resolve('shop.example.com'), ['127.0.0.1']);
   t.true(vipsOnLo(st.pool).includes(vip!));
+  // the hosts file may be written before HAProxy's reload binds the VIP: wait for the answer, as for the cache below
+  await waitUntil('redis through its VIP', async () => /^\+PONG/.test(await redisPing(vip!, 6379).catch(() => '')), { timeoutMs: 20_000 });
   t.regex(await redisPing(vip!, 6379), /^\+PONG/);
 
   const cfg = readFileSync(st.haproxy.cfgFile, 'utf8');
