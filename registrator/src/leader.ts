@@ -37,6 +37,8 @@ export class LeaderElection {
   private session: string | undefined;
   private readonly checkId: string;
   private readonly lockDelayMs: number;
+  /** the session whose "following" was logged: once per session, not per lock change */
+  private followingLogged: string | undefined;
   /** agent-local calls (check, session, heartbeat) over one connection: one agent */
   private agent: ConsulClient | undefined;
   constructor(o: LeaderOptions) {
@@ -143,6 +145,10 @@ export class LeaderElection {
       const holder = res.body?.[0]?.Session;
       if (holder === this.session) { this.set(true); continue; }
       this.set(false);
+      if (holder && this.followingLogged !== this.session) {
+        this.followingLogged = this.session;
+        this.o.log.info({ key: this.o.key, replica: this.o.id }, 'following: another replica holds the leader lock');
+      }
       if (!holder) {
         // free, yet our acquisition was refused: the lock-delay after the last holder's session
         // ended. Consul refuses every acquisition until it is over; wait part of it, not in a loop

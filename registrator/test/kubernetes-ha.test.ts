@@ -102,9 +102,12 @@ test.serial('leader SIGKILLed while endpoints change: the follower takes over, n
     return w.a?.join() === '10.1.0.2,10.1.0.3,10.1.0.4' ? w : undefined;
   }, { timeoutMs: 20_000 });
   t.deepEqual(got.a, ['10.1.0.2', '10.1.0.3', '10.1.0.4']);
-  await leader.restart(); // back as a follower
-  await new Promise((r) => setTimeout(r, 1000));
+  const following = (): number => leader.logs().filter((l) => l.msg === 'following: another replica holds the leader lock').length;
+  const before = following();
+  await leader.restart(); // back as a follower: it says so once it has read the lock held by the other
+  await waitUntil('the restarted replica follows', async () => following() > before, { timeoutMs: 15_000 });
   t.false(await isLeader(leader));
+  t.true(await isLeader(follower));
 });
 
 test.serial('apiserver restarted: informers reconnect and changes made after it flow', async (t) => {

@@ -124,7 +124,7 @@ test('slots are stable: an instance keeps its slot, a freed slot is reused, slot
   t.deepEqual(sk.http[0]!.slots, [{ name: 's1', instance: null, address: null, port: null }, { name: 's2', instance: null, address: null, port: null }]);
 });
 
-test('VIP pool: stable hash-based picks, persisted; exhaustion is an error naming the pool; a VIP no group wants goes back after the grace period', (t) => {
+test('VIP pool: stable hash-based picks, persisted; exhaustion is an error naming the pool; a VIP no group wants goes back after the grace period', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'gantry-vip-'));
   try {
     const file = join(dir, 'vips.json');
@@ -134,7 +134,7 @@ test('VIP pool: stable hash-based picks, persisted; exhaustion is an error namin
     const b = p1.assign('dev1/mysql', t0);
     t.not(a, b);
     t.is(p1.assign('dev1/redis', t0), a);
-    p1.save();
+    await p1.save();
     t.deepEqual(Object.keys((JSON.parse(readFileSync(file, 'utf8')) as { assignments: object }).assignments).sort(), ['dev1/mysql', 'dev1/redis']);
     // another process (a restart) reads the same assignments
     const p2 = new VipPool({ pool: '127.77.3.0/29', stateFile: file, graceMs: 60_000 });
@@ -164,7 +164,7 @@ test('VIP pool: stable hash-based picks, persisted; exhaustion is an error namin
     t.is(p2.free(), 1);
     t.truthy(p2.assign('g', t0 + 70_000));
     t.is(p2.vipOf('dev1/redis'), a);
-    p2.save();
+    await p2.save();
     // the grace period survives a restart: a group active when saved starts it at load
     const p3 = new VipPool({ pool: '127.77.3.0/29', stateFile: file, graceMs: 60_000 });
     t.deepEqual(p3.expire(), []);

@@ -43,7 +43,7 @@ export class VipKeeper {
     this.reported = this.exhaustedNow;
     this.exhaustedNow = new Set();
     this.report(this.pool.release(new Set(inUse.map((g) => g.key))));
-    this.save();
+    await this.save();
     this.schedule();
     if (this.iface && inUse.length) {
       try {
@@ -76,8 +76,8 @@ export class VipKeeper {
     this.metrics.vipFree.set(this.pool.free());
   }
 
-  private save(): void {
-    try { this.pool.save(); } catch (err) { this.log.error({ err: errorMessage(err) }, 'cannot save VIP assignments'); }
+  private async save(): Promise<void> {
+    try { await this.pool.save(); } catch (err) { this.log.error({ err: errorMessage(err) }, 'cannot save VIP assignments'); }
   }
 
   /** a grace period runs out even when no render comes */
@@ -88,7 +88,7 @@ export class VipKeeper {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.report(this.pool.expire());
-      this.save();
+      void this.save();
       this.schedule();
     }, next + 5);
     this.timer.unref();

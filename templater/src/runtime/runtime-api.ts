@@ -12,8 +12,7 @@
 // writes `show servers state` to the server-state-file, so a reload (ours or an
 // operator's) starts from it.
 import { isIP } from 'node:net';
-import { writeFileSync, renameSync } from 'node:fs';
-import { GantryError } from '@gantry/core';
+import { GantryError, writeFileAtomic } from '@gantry/core';
 import { batch, cliRequest } from './socket.ts';
 import { parseShowMap, planHostMap } from './host-map.ts';
 import type { HostRoute, SlotView } from '../view.ts';
@@ -172,8 +171,6 @@ export class RuntimeApi {
   async saveState(): Promise<void> {
     if (!this.stateFile) return;
     const { text } = await this.serversState();
-    const tmp = `${this.stateFile}.tmp-${process.pid}`;
-    writeFileSync(tmp, text);
-    renameSync(tmp, this.stateFile);
+    await writeFileAtomic(this.stateFile, text);
   }
 }

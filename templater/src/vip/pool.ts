@@ -6,9 +6,8 @@
 // service gets the same address back), then the address is given back to the
 // pool. A pool with no free address is an error naming the pool and what waits.
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { GantryError, errorMessage } from '@gantry/core';
+import { readFileSync } from 'node:fs';
+import { GantryError, errorMessage, writeFileAtomic } from '@gantry/core';
 
 export class VipPoolExhausted extends GantryError {
   readonly pool: string;
@@ -162,16 +161,18 @@ export class VipPool {
     return vip;
   }
 
-  /** writes the assignments when they changed (atomically) */
-  save(): void {
+  /** writes the assignments when they changed (core's writeFileAtomic: temp, fsync, rename) */
+  async save(): Promise<void> {
     if (!this.file || !this.dirty) return;
     const assignments: Record<string, Reservation> = {};
-    for (const k of [...this.reserved.keys()].sort()) assignments[k] = this.reserved.get(k)!;
-    mkdirSync(dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.tmp-${process.pid}`;
-    writeFileSync(tmp, `${JSON.stringify({ pool: `${ipToString(this.cidr.base)}/${this.cidr.bits}`, assignments }, null, 2)}\n`);
-    renameSync(tmp, this.file);
-    this.dirty = false;
+    for (const k of [...this.reserved.keys()].sort()) assignments[k] = { ...this.reserved.get(k)! };
+    this.dirty = false; // a change made while the write is under way marks it dirty again
+    try {
+      await writeFileAtomic(this.file, `${JSON.stringify({ pool: `${ipToString(this.cidr.base)}/${this.cidr.bits}`, assignments }, null, 2)}\n`);
+    } catch (err) {
+      this.dirty = true;
+      throw err;
+    }
   }
 
   vipOf(key: string): string | undefined {

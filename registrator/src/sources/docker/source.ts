@@ -10,7 +10,7 @@
 // re-inspected on the next full list instead.
 import type { ContainerInspectInfo } from 'dockerode';
 import { isGone, type DockerClient } from './client.ts';
-import { Backoff, sleep, errorMessage, escapeLogField, type Logger, type ServiceInstance } from '@gantry/core';
+import { Backoff, sleep, errorMessage, mapLimit, escapeLogField, type Logger, type ServiceInstance } from '@gantry/core';
 import { containerInstances, type DockerSyncOptions, type Problem, type Rewritten } from './container.ts';
 import { ChangeSignal } from '../../changes.ts';
 
@@ -100,29 +100,24 @@ export class DockerSource {
     }
     this.named = this.touched;
     this.touched = new Set();
-    let next = 0;
     const failed: Array<{ id: string; err: string }> = [];
-    const worker = async (): Promise<void> => {
-      while (next < todo.length) {
-        const id = todo[next++]!;
-        try {
-          const info = await this.o.docker.inspect(id);
+    await mapLimit(todo, this.o.concurrency ?? 16, async (id) => {
+      try {
+        const info = await this.o.docker.inspect(id);
+        this.unknown.delete(id);
+        if (info.State.Running || this.o.deregister === 'on-success') this.cache.set(id, info);
+        else this.cache.delete(id);
+      } catch (err) {
+        if (isGone(err)) {
           this.unknown.delete(id);
-          if (info.State.Running || this.o.deregister === 'on-success') this.cache.set(id, info);
-          else this.cache.delete(id);
-        } catch (err) {
-          if (isGone(err)) {
-            this.unknown.delete(id);
-            this.cache.delete(id); // gone (destroyed) before we looked
-            this.o.log.debug({ container: id.slice(0, 12), err: errorMessage(err) }, 'inspect: container gone');
-          } else {
-            this.unknown.add(id); // the engine's trouble: keep what we knew, look again
-            failed.push({ id, err: errorMessage(err) });
-          }
+          this.cache.delete(id); // gone (destroyed) before we looked
+          this.o.log.debug({ container: id.slice(0, 12), err: errorMessage(err) }, 'inspect: container gone');
+        } else {
+          this.unknown.add(id); // the engine's trouble: keep what we knew, look again
+          failed.push({ id, err: errorMessage(err) });
         }
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.o.concurrency ?? 16, todo.length) }, worker));
+    });
     if (failed.length) {
       const delay = this.retryBackoff.next();
       for (const f of failed.slice(0, 5)) {
