@@ -37,6 +37,7 @@ export interface DriftReport {
   unowned: RecordRef[];
   duplicateAddresses: Array<{ address: string; port: number; records: RecordRef[] }>;
   duplicateNames: NameClaim[];
+  /** since: when the audit trail saw the service's last passing instance go (null: longer than the trail knows) */
   noPassing: Array<{ service: string; instances: number; since: string | null; forMs: number | null }>;
   flapping: Array<{ service: string; instance: string; changes: number }>;
   refused: Array<{ time: string; owner: string; source: string; origin: string; originName: string; service: string; reason: string }>;
@@ -56,13 +57,22 @@ export function computeDrift(records: ServiceRecord[], owners: Map<string, Owner
 
   // the audit trail, indexed once
   const lastByInstance = new Map<string, AuditEntry & { id: string }>();
-  const lastByService = new Map<string, string>();
+  // per service, from the trail in order: its passing instances, and since when it has had none
+  const passingTrail = new Map<string, { passing: Set<string>; noneSince: string | null }>();
   const statusChanges = new Map<string, { service: string; instance: string; n: number }>();
   const refused: DriftReport['refused'] = [];
   const hourAgo = now - 3_600_000;
   for (const e of entries) {
     if (e.instance) lastByInstance.set(e.instance, e);
-    if (e.service) lastByService.set(e.service, e.time);
+    if (e.service && e.instance && (e.action === 'register' || e.action === 'update' || e.action === 'status' || e.action === 'deregister') && e.ok !== 'false') {
+      let p = passingTrail.get(e.service);
+      if (!p) passingTrail.set(e.service, (p = { passing: new Set<string>(), noneSince: e.time }));
+      // an instance registered without a check ('' status) is passing, as Consul counts it
+      const passing = e.action !== 'deregister' && (e.status === 'passing' || (e.status === '' && e.action !== 'status'));
+      if (passing) p.passing.add(e.instance); else p.passing.delete(e.instance);
+      if (p.passing.size) p.noneSince = null;
+      else p.noneSince ??= e.time;
+    }
     if (e.action === 'status' && Date.parse(e.time) >= hourAgo) {
       const k = `${e.service}\u0000${e.instance}`;
       const s = statusChanges.get(k);
@@ -126,7 +136,9 @@ export function computeDrift(records: ServiceRecord[], owners: Map<string, Owner
   const noPassing: DriftReport['noPassing'] = [];
   for (const [service, list] of byService) {
     if (list.some((r) => r.health === 'passing')) continue;
-    const since = lastByService.get(service) ?? null;
+    // since the trail last saw the service lose its last passing instance; null when the trail
+    // does not know (no entry about it in the window, or Consul's own checks failed it)
+    const since = passingTrail.get(service)?.noneSince ?? null;
     const forMs = since ? now - Date.parse(since) : null;
     if (forMs === null || forMs >= o.noPassingAfterMs) noPassing.push({ service, instances: list.length, since, forMs });
   }
