@@ -8,7 +8,7 @@
 // pass to a waiting second session (invalidation + lock delay).
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, DiscoveryV1Api, type V1EndpointSlice } from '@kubernetes/client-node';
-import { createConsul, type ConsulClient } from '@gantry/core';
+import { createConsul, mapLimit, type ConsulClient } from '@gantry/core';
 import { startConsul } from '../test/harness/engines/consul.ts';
 import { startKube } from '../test/harness/engines/kube.ts';
 import { startGantry, type GantryProcess } from '../test/harness/gantry.ts';
@@ -67,11 +67,6 @@ async function sessionFailover(consul: ConsulClient): Promise<number> {
   return ms;
 }
 
-async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: n }, async () => { while (next < items.length) await fn(items[next++]!); }));
-}
-
 export async function run(): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
   const [kube, consulEngine] = await Promise.all([startKube(), startConsul()]);
@@ -125,7 +120,7 @@ export async function run(): Promise<BenchResult[]> {
     const ns = 'sync';
     await core.createNamespace({ body: { metadata: { name: ns } } });
     const ids = Array.from({ length: SERVICES }, (_, i) => i);
-    await pool(ids, 16, async (i) => {
+    await mapLimit(ids, 16, async (i) => {
       await core.createNamespacedService({ namespace: ns, body: { metadata: { name: `s${i}` }, spec: { ports: [{ name: 'http', port: 80 }] } } });
       await discovery.createNamespacedEndpointSlice({ namespace: ns, body: slice(ns, `s${i}`, [1, 2, 3].map((k) => `10.${100 + Math.floor(i / 250)}.${i % 250}.${k}`)) });
     });
@@ -137,7 +132,7 @@ export async function run(): Promise<BenchResult[]> {
     const regs = ids.flatMap((i) => [1, 2, 3].map((k) => ({ i, k })));
     const batches: Array<typeof regs> = [];
     for (let b = 0; b < regs.length; b += 32) batches.push(regs.slice(b, b + 32));
-    await pool(batches, 4, (batch) => consul.request('PUT', '/v1/txn', {
+    await mapLimit(batches, 4, (batch) => consul.request('PUT', '/v1/txn', {
       body: batch.flatMap(({ i, k }) => [
         { Service: { Verb: 'set', Node: 'direct-sync', Service: { ID: `d${i}-${k}`, Service: `d${i}`, Address: `10.${100 + Math.floor(i / 250)}.${i % 250}.${k}`, Port: 8080, Meta: { 'gantry-owner': 'direct' } } } },
         { Check: { Verb: 'set', Check: { Node: 'direct-sync', CheckID: `gantry:d${i}-${k}`, Name: 'Gantry: source health', ServiceID: `d${i}-${k}`, Status: 'passing' } } },

@@ -1,7 +1,7 @@
 // Everything Consul holds, read the cheap way: the node list, each node's
 // services (with CreateIndex) and every check in one /v1/health/state/any —
 // a handful of requests whatever the number of services.
-import { META, type ConsulClient, type HealthStatus } from '@gantry/core';
+import { META, mapLimit, type ConsulClient, type HealthStatus } from '@gantry/core';
 
 export interface CheckRecord { node: string; checkId: string; name: string; status: string; serviceId: string; output: string }
 
@@ -40,16 +40,10 @@ export async function fetchCatalog(consul: ConsulClient, concurrency = 8): Promi
     consul.request<HealthCheck[]>('GET', '/v1/health/state/any', { timeoutMs: 30_000 }),
   ]);
   const nodes = nodesRes.body ?? [];
-  const services: NodeServices[] = new Array<NodeServices>(nodes.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < nodes.length) {
-      const i = next++;
-      const res = await consul.request<NodeServices | null>('GET', `/v1/catalog/node-services/${encodeURIComponent(nodes[i]!.Node)}`, { timeoutMs: 30_000 });
-      services[i] = res.body ?? {};
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, nodes.length) }, worker));
+  const services = await mapLimit(nodes, concurrency, async (n) => {
+    const res = await consul.request<NodeServices | null>('GET', `/v1/catalog/node-services/${encodeURIComponent(n.Node)}`, { timeoutMs: 30_000 });
+    return res.body ?? {};
+  });
   return { nodes, services, checks: checksRes.body ?? [] };
 }
 
