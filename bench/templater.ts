@@ -89,6 +89,18 @@ const registerOne = (addr: string, id: string, name: string, port: number, addre
   consulPut(addr, '/v1/catalog/register', { Node: 'bench-node', Address: '127.0.0.1', SkipNodeUpdate: true, Service: { ID: id, Service: name, Address: address, Port: port } });
 const deregisterOne = (addr: string, id: string): Promise<void> => consulPut(addr, '/v1/catalog/deregister', { Node: 'bench-node', ServiceID: id });
 
+/** instance changes in one Consul write (/v1/txn): set or delete each, with a passing check when `checks` */
+async function changeInstances(addr: string, verb: 'set' | 'delete', list: ReadonlyArray<{ id: string; port: number }>, checks: boolean): Promise<void> {
+  const ops: unknown[] = [];
+  for (const x of list) {
+    // deleting a service deletes its checks with it
+    if (verb === 'delete') { ops.push({ Service: { Verb: 'delete', Node: 'bench-node', Service: { ID: x.id } } }); continue; }
+    ops.push({ Service: { Verb: 'set', Node: 'bench-node', Service: { ID: x.id, Service: 'web', Address: '127.0.0.1', Port: x.port } } });
+    if (checks) ops.push({ Check: { Verb: 'set', Check: { Node: 'bench-node', CheckID: `check:${x.id}`, Name: 'bench', ServiceID: x.id, Status: 'passing' } } });
+  }
+  await consulPut(addr, '/v1/txn', ops);
+}
+
 /** services × instances through /v1/txn, 64 operations a request */
 async function registerMany(addr: string, services: number, instances: number): Promise<void> {
   await consulPut(addr, '/v1/catalog/register', { Node: 'bench-node', Address: '127.0.0.1' });
@@ -244,16 +256,26 @@ async function servingSet(h: HAProxyEngine, backend: string): Promise<string> {
 
 interface AddRemove { add: number[]; remove: number[]; newService: number[]; wrk: WrkResult; reloads: number; changeReloads: number }
 
-/** 50 adds and 50 removes of an instance under wrk, then 50 new services; all timed from outside */
-async function addRemoveRun(dir: string, which: Tool['name']): Promise<AddRemove> {
+/** what each of the 50 changes is: one instance without checks, one with a check, three at once (one write) */
+type ChangeKind = 'plain' | 'checks' | 'multi';
+const KINDS: Record<ChangeKind, { count: number; checks: boolean; suffix: string; says: string }> = {
+  plain: { count: 1, checks: false, suffix: '', says: 'one instance, no checks' },
+  checks: { count: 1, checks: true, suffix: '_with_checks', says: 'one instance with a passing check (in the same write)' },
+  multi: { count: 3, checks: false, suffix: '_3_at_once', says: 'three instances in one write (/v1/txn)' },
+};
+
+/** 50 adds and 50 removes under wrk (each one Consul write), then (plain only) 50 new services; all timed from outside */
+async function addRemoveRun(dir: string, which: Tool['name'], kind: ChangeKind = 'plain'): Promise<AddRemove> {
+  const k = KINDS[kind];
   const consul = await startConsul();
   const haproxy = await startHAProxy({ config: bootstrap });
   const farm = await backendFarm(60);
   let tool: Tool | undefined;
   try {
     const [p0, p1, p2, ...spare] = farm.ports;
-    for (const [i, p] of [p0!, p1!, p2!].entries()) await registerOne(consul.addr, `web-${i}`, 'web', p);
-    tool = which === 'gantry' ? await startGantry(dir, 'ar', consul, haproxy) : await startConsulTemplate(dir, 'ar', consul, haproxy);
+    await consulPut(consul.addr, '/v1/catalog/register', { Node: 'bench-node', Address: '127.0.0.1' });
+    await changeInstances(consul.addr, 'set', [p0!, p1!, p2!].map((port, i) => ({ id: `web-${i}`, port })), k.checks);
+    tool = which === 'gantry' ? await startGantry(dir, `ar-${kind}`, consul, haproxy) : await startConsulTemplate(dir, `ar-${kind}`, consul, haproxy);
     await waitUntil('web through HAProxy', async () => (await get('127.0.0.1', haproxy.httpPort, 'web.gantry.test')) === 200, { timeoutMs: 60_000 });
     await sleep(1000);
     const backend = 'l7_web.gantry.test';
@@ -270,19 +292,19 @@ async function addRemoveRun(dir: string, which: Tool['name']): Promise<AddRemove
     const add: number[] = [];
     const remove: number[] = [];
     for (let i = 0; i < 50; i++) {
-      const id = `web-x${i % 5}`;
-      const port = spare[i % 5]!;
-      await registerOne(consul.addr, id, 'web', port);
-      present.set(id, port);
+      const batch = Array.from({ length: k.count }, (_, j) => ({ id: `web-x${(i % 5) * k.count + j}`, port: spare[(i % 5) * k.count + j]! }));
+      await changeInstances(consul.addr, 'set', batch, k.checks);
+      for (const x of batch) present.set(x.id, x.port);
       add.push(await until(`add ${i}`));
       await sleep(100);
-      await deregisterOne(consul.addr, id);
-      present.delete(id);
+      await changeInstances(consul.addr, 'delete', batch, k.checks);
+      for (const x of batch) present.delete(x.id);
       remove.push(await until(`remove ${i}`));
       await sleep(100);
     }
     const changeReloads = (await tool.reloads()) - reloads0;
     const wrkResult = await load.stop();
+    if (kind !== 'plain') return { add, remove, newService: [], wrk: wrkResult, reloads: changeReloads, changeReloads };
     // new services: first 200 by Host
     const newService: number[] = [];
     for (let i = 0; i < 50; i++) {
@@ -313,18 +335,25 @@ function wrkUntilStopped(url: string, host: string): { stop(): Promise<WrkResult
 const fmt = (xs: number[]): string => `p50 ${Math.round(percentile(xs, 50))} / p99 ${Math.round(percentile(xs, 99))} / max ${Math.round(Math.max(...xs))} ms`;
 
 async function addRemoveVsConsulTemplate(dir: string): Promise<BenchResult[]> {
-  const g = await addRemoveRun(dir, 'gantry');
-  log(`gantry: add ${fmt(g.add)}; remove ${fmt(g.remove)}; new service ${fmt(g.newService)}; failed ${g.wrk.socketErrors + g.wrk.non2xx}/${g.wrk.requests}; reloads ${g.reloads}`);
-  const c = await addRemoveRun(dir, 'consul-template');
-  log(`consul-template: add ${fmt(c.add)}; remove ${fmt(c.remove)}; new service ${fmt(c.newService)}; failed ${c.wrk.socketErrors + c.wrk.non2xx}/${c.wrk.requests}; reloads ${c.reloads}`);
-  const how = `Consul catalog write returned → HAProxy show servers state of the backend lists exactly the expected set (running, not in maintenance), polled every 10 ms; wrk -t1 -c16 keep-alive on the service throughout the 100 changes; same engines, same template shape; consul-template v${CT_VERSION} with wait 20ms:200ms and command haproxy -c && master CLI reload; gantry --wait 20ms:200ms; ${TWO_CORES}`;
-  const failed = (x: AddRemove): number => x.wrk.socketErrors + x.wrk.non2xx;
-  return [
-    result({ suite: SUITE, metric: 'instance_added_to_served_set_p99_ms', value: percentile(g.add, 99), unit: 'ms', n: g.add.length, baseline_metric: 'consul_template_instance_added_p99_ms', baseline_value: percentile(c.add, 99), notes: `gantry ${fmt(g.add)}; consul-template ${fmt(c.add)}; target ≤ 100 ms; ${how}` }),
-    result({ suite: SUITE, metric: 'instance_removed_from_served_set_p99_ms', value: percentile(g.remove, 99), unit: 'ms', n: g.remove.length, baseline_metric: 'consul_template_instance_removed_p99_ms', baseline_value: percentile(c.remove, 99), notes: `gantry ${fmt(g.remove)}; consul-template ${fmt(c.remove)}; target ≤ 100 ms; ${how}` }),
-    result({ suite: SUITE, metric: 'failed_requests_over_100_instance_changes', value: failed(g), unit: 'requests', n: g.wrk.requests, baseline_metric: 'consul_template_failed_requests_over_100_instance_changes', baseline_value: failed(c), ratio: null, notes: `gantry ${g.wrk.requests} requests (socket errors ${g.wrk.socketErrors}, non-2xx ${g.wrk.non2xx}), ${g.changeReloads} reloads; consul-template ${c.wrk.requests} requests (socket errors ${c.wrk.socketErrors}, non-2xx ${c.wrk.non2xx}), ${c.changeReloads} reloads; target 0` }),
-    result({ suite: SUITE, metric: 'new_service_to_first_200_by_host_p99_ms', value: percentile(g.newService, 99), unit: 'ms', n: g.newService.length, baseline_metric: 'consul_template_new_service_first_200_p99_ms', baseline_value: percentile(c.newService, 99), notes: `Consul write returned → first 200 through HAProxy by Host, polled every 5 ms; gantry ${fmt(g.newService)} with --spare-backends 8 (reloads over the 50: ${g.reloads - g.changeReloads}, the pool doubling each time it ran out); consul-template ${fmt(c.newService)} (a reload each: ${c.reloads - c.changeReloads}); target ≤ 150 ms; ${TWO_CORES}` }),
-  ];
+  // GANTRY_BENCH_CHANGE_KINDS=plain,checks,multi: which kinds of change (default all three)
+  const kinds = (process.env.GANTRY_BENCH_CHANGE_KINDS ?? 'plain,checks,multi').split(',').filter((x): x is ChangeKind => x in KINDS);
+  const out: BenchResult[] = [];
+  for (const kind of kinds) {
+    const sfx = KINDS[kind].suffix;
+    const g = await addRemoveRun(dir, 'gantry', kind);
+    log(`gantry (${kind}): add ${fmt(g.add)}; remove ${fmt(g.remove)}${g.newService.length ? `; new service ${fmt(g.newService)}` : ''}; failed ${g.wrk.socketErrors + g.wrk.non2xx}/${g.wrk.requests}; reloads ${g.reloads}`);
+    const c = await addRemoveRun(dir, 'consul-template', kind);
+    log(`consul-template (${kind}): add ${fmt(c.add)}; remove ${fmt(c.remove)}${c.newService.length ? `; new service ${fmt(c.newService)}` : ''}; failed ${c.wrk.socketErrors + c.wrk.non2xx}/${c.wrk.requests}; reloads ${c.reloads}`);
+    const how = `each change ${KINDS[kind].says}; Consul write returned → HAProxy show servers state of the backend lists exactly the expected set (running, not in maintenance), polled every 10 ms; wrk -t1 -c16 keep-alive on the service throughout the 100 changes; same engines, same template shape; consul-template v${CT_VERSION} with wait 20ms:200ms and command haproxy -c && master CLI reload; gantry --wait 20ms:200ms; ${TWO_CORES}`;
+    const failed = (x: AddRemove): number => x.wrk.socketErrors + x.wrk.non2xx;
+    out.push(
+      result({ suite: SUITE, metric: `instance_added_to_served_set${sfx}_p99_ms`, value: percentile(g.add, 99), unit: 'ms', n: g.add.length, baseline_metric: `consul_template_instance_added${sfx}_p99_ms`, baseline_value: percentile(c.add, 99), notes: `gantry ${fmt(g.add)}; consul-template ${fmt(c.add)}; target ≤ 100 ms; ${how}` }),
+      result({ suite: SUITE, metric: `instance_removed_from_served_set${sfx}_p99_ms`, value: percentile(g.remove, 99), unit: 'ms', n: g.remove.length, baseline_metric: `consul_template_instance_removed${sfx}_p99_ms`, baseline_value: percentile(c.remove, 99), notes: `gantry ${fmt(g.remove)}; consul-template ${fmt(c.remove)}; target ≤ 100 ms; ${how}` }),
+      result({ suite: SUITE, metric: `failed_requests_over_100_instance_changes${sfx}`, value: failed(g), unit: 'requests', n: g.wrk.requests, baseline_metric: `consul_template_failed_requests_over_100_instance_changes${sfx}`, baseline_value: failed(c), ratio: null, notes: `gantry ${g.wrk.requests} requests (socket errors ${g.wrk.socketErrors}, non-2xx ${g.wrk.non2xx}), ${g.changeReloads} reloads; consul-template ${c.wrk.requests} requests (socket errors ${c.wrk.socketErrors}, non-2xx ${c.wrk.non2xx}), ${c.changeReloads} reloads; target 0` }),
+    );
+    if (kind === 'plain') out.push(result({ suite: SUITE, metric: 'new_service_to_first_200_by_host_p99_ms', value: percentile(g.newService, 99), unit: 'ms', n: g.newService.length, baseline_metric: 'consul_template_new_service_first_200_p99_ms', baseline_value: percentile(c.newService, 99), notes: `Consul write returned → first 200 through HAProxy by Host, polled every 5 ms; gantry ${fmt(g.newService)} with --spare-backends 8 (reloads over the 50: ${g.reloads - g.changeReloads}, the pool doubling each time it ran out); consul-template ${fmt(c.newService)} (a reload each: ${c.reloads - c.changeReloads}); target ≤ 150 ms; ${TWO_CORES}` }));
+  }
+  return out;
 }
 
 /** failed requests over the templater's 50 changes, next to as many raw reloads as it did, same pace, same load */

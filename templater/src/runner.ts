@@ -3,7 +3,8 @@
 // path run/apply-path.ts chooses:
 //   runtime — only server slots and the Host → backend map changed (instances
 //             came or went, a new L7 service took a spare backend): the Runtime
-//             API applies it, then the file is written and checked, no reload;
+//             API applies it, no reload; the file is then checked and written
+//             off the change's path (the latest render only, one at a time);
 //   reload  — anything else: the Runtime API first brings the running servers to
 //             the render and the server-state file is saved (so the new workers
 //             never start from stale addresses), then check, atomic rename,
@@ -134,6 +135,7 @@ export class Runner {
       unwatchFile(r.spec.source);
     }
     await this.chain;
+    for (const r of this.runs) await r.fileWriter;
   }
 
   /** renders and applies every template once, now (no quiescence); true when all are applied */
@@ -143,9 +145,10 @@ export class Runner {
     return this.runs.every((r) => OK_RESULTS.includes(r.status.lastResult));
   }
 
-  /** waits for what is queued (tests, shutdown) */
-  idle(): Promise<void> {
-    return this.chain;
+  /** waits for what is queued, and the files it still writes (tests, shutdown) */
+  async idle(): Promise<void> {
+    await this.chain;
+    for (const r of this.runs) await r.fileWriter;
   }
 
   private trigger(r: TemplateRun): void {
@@ -261,8 +264,7 @@ export class Runner {
         }
         const liveMs = Math.round(performance.now() - started);
         this.o.metrics.runtimeUpdates.inc({ template: name, result: 'ok' }, 1);
-        const out = await applyRender(r.target, content, { noReload: true });
-        if (out.result === 'check_failed') this.reportCheck(r, out);
+        this.writeLater(r, content);
         r.applied = remembered(view, content);
         r.appliedHostMap = hostMap;
         r.syncOwed = false;
@@ -281,8 +283,9 @@ export class Runner {
       this.log.debug({ template: name, reason: choice.path === 'reload' ? choice.reason : 'runtime failed' }, 'reload path');
     }
 
-    // reload path: every L7 group in its own backend, the spares empty (and grown if they ran out)
-    if (r.runtime && view.overflow.length + view.spares.filter((s) => s.group !== null).length > 0) {
+    // reload path: every L7 group in its own backend, the spares empty (and grown if they ran out),
+    // retired backends dropped
+    if (r.runtime && view.overflow.length + view.retired.length + view.spares.filter((s) => s.group !== null).length > 0) {
       view = await this.viewFor(snap, true);
       content = this.renderOrReport(r, view, snap);
       if (content === undefined) return;
@@ -309,6 +312,7 @@ export class Runner {
       }
       timings.preMs = Math.round(performance.now() - p0);
     }
+    await this.settleFile(r);
     const force = r.pendingReload || (r.applied === undefined && r.runtime === undefined && r.target.reloader !== undefined);
     let out = await applyRender(r.target, content, { forceReload: force, timings });
     if (out.result === 'unchanged' && r.runtime && r.target.reloader && !r.applied) {
@@ -322,6 +326,30 @@ export class Runner {
       }
     }
     await this.afterApply(r, out, view, content, hostMap, h, started);
+  }
+
+  /**
+   * After a Runtime API apply the change is live; the file (what a later reload loads) is
+   * checked and written off the change's path, so the next change never waits for a check.
+   * One write at a time, and only the latest content: a burst costs one check.
+   */
+  private writeLater(r: TemplateRun, content: string): void {
+    r.fileWanted = content;
+    r.fileWriter ??= (async () => {
+      while (r.fileWanted !== undefined) {
+        const c = r.fileWanted;
+        r.fileWanted = undefined;
+        const out = await applyRender(r.target, c, { noReload: true }).catch((err: unknown): ApplyOutcome => ({ result: 'write_failed', message: errorMessage(err) }));
+        if (out.result === 'check_failed') this.reportCheck(r, out);
+        else if (out.result === 'write_failed') this.log.error({ template: r.spec.name, err: out.message }, 'cannot write the render after a Runtime API apply; HAProxy runs it, the file on disk is older');
+      }
+    })().finally(() => { r.fileWriter = undefined; });
+  }
+
+  /** a file write still owed by the Runtime API path is dropped (the reload path writes its own) or awaited */
+  private async settleFile(r: TemplateRun): Promise<void> {
+    r.fileWanted = undefined;
+    await r.fileWriter;
   }
 
   /** a full Runtime API sync (every backend, the host map); a failure is owed and retried, never recorded as applied */

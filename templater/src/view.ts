@@ -120,8 +120,14 @@ export interface View {
   /** every L7 group (in its own backend or a spare one) */
   http: GroupView[];
   tcp: GroupView[];
-  /** the L7 groups written as their own backend */
+  /** the L7 groups written as their own backend (retired ones included) */
   l7Backends: GroupView[];
+  /**
+   * own backends of L7 groups that left the catalog since the last reload: still in
+   * l7Backends with every slot empty, in no host map, group or hosts list (the Runtime
+   * API empties them; the next reload's compact layout drops them)
+   */
+  retired: GroupView[];
   /** the spare L7 backends the config holds, each with the group it serves (or none) */
   spares: SpareView[];
   /** Host → backend, for HAProxy's host map (every name of every L7 group) */
@@ -166,6 +172,8 @@ export interface ViewAssign {
     spares(): string[];
     /** the group of a spare backend after routing, or null */
     groupOf(spare: string): string | null;
+    /** own groups of the running config missing from this view (their backends stay, emptied) */
+    retired?(present: ReadonlySet<string>): GroupView[];
   } | undefined;
 }
 
@@ -345,6 +353,10 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
     const g = key === null ? undefined : byKey.get(key);
     return { backend, group: g ? g.key : null, slots: g ? g.slots : assign.slots(backend, []) };
   });
+  const backendsTaken = new Set(groups.map((g) => g.backend));
+  const retired = (assign.routes?.retired?.(new Set(byKey.keys())) ?? [])
+    .filter((g) => !backendsTaken.has(g.backend))
+    .map((g): GroupView => ({ ...g, instances: [], slots: assign.slots(g.backend, []) }));
   const hostMap: HostRoute[] = [];
   for (const g of groups) if (routed(g)) for (const h of g.matchHosts) hostMap.push({ host: h, backend: g.backend });
   hostMap.sort((a, b) => cmp(a.host, b.host));
@@ -356,7 +368,8 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
     groups,
     http: groups.filter(routed),
     tcp: groups.filter((g) => g.mode === 'tcp' && g.vip !== null),
-    l7Backends: groups.filter((g) => routed(g) && !g.spare),
+    l7Backends: retired.length ? [...groups.filter((g) => routed(g) && !g.spare), ...retired].sort((a, b) => cmp(a.fqdn, b.fqdn)) : groups.filter((g) => routed(g) && !g.spare),
+    retired,
     spares,
     hostMap,
     overflow,
@@ -391,7 +404,7 @@ export function skeletonOf(view: View, slotCounts?: ReadonlyMap<string, number>)
     groups,
     http: view.http.map((g) => byKey.get(g.key)!),
     tcp: view.tcp.map((g) => byKey.get(g.key)!),
-    l7Backends: view.l7Backends.map((g) => byKey.get(g.key)!),
+    l7Backends: view.l7Backends.map((g) => byKey.get(g.key) ?? { ...g, slots: emptySlots(g.backend, g.slots) }),
     spares: view.spares.map((s) => ({ backend: s.backend, group: null, slots: emptySlots(s.backend, s.slots) })),
     hostMap: [],
     hostConflicts: [],

@@ -91,6 +91,48 @@ test('a new service goes live without a reload while spare backends last; exactl
   t.is(await st.templater.metric('gantry_templater_check_failures_total'), 0);
 });
 
+test('removals reach HAProxy through the Runtime API with no safety-net timer (--resync-interval 0): one of several instances without checks, one with checks, a whole service; no reload; the service back fills its backend again', async (t) => {
+  const st = await startStack(t, track, ['--resync-interval', '0']);
+  const servers = await Promise.all(['a1', 'a2', 'b1', 'b2', 'c1'].map((n) => namedServer(n)));
+  t.teardown(async () => { for (const s of servers) await s.close(); });
+  const [a1, a2, b1, b2, c1] = servers as [NamedServer, NamedServer, NamedServer, NamedServer, NamedServer];
+  const port = st.haproxy.httpPort;
+  await register(st.consul.addr, { id: 'plain-a1', name: 'plain', port: a1.port });
+  await register(st.consul.addr, { id: 'plain-a2', name: 'plain', port: a2.port });
+  await register(st.consul.addr, { id: 'checked-b1', name: 'checked', port: b1.port, check: 'passing' });
+  await register(st.consul.addr, { id: 'checked-b2', name: 'checked', port: b2.port, check: 'passing' });
+  await register(st.consul.addr, { id: 'gone-c1', name: 'gone', port: c1.port });
+  const live = (backend: string, want: NamedServer[]): Promise<boolean> => liveServers(st, backend).then((l) => JSON.stringify(l) === JSON.stringify(want.map((s) => `127.0.0.1:${s.port}`).sort()));
+  await waitUntil('all served', async () => await live('l7_plain.gantry.test', [a1, a2]) && await live('l7_checked.gantry.test', [b1, b2]) && await live('l7_gone.gantry.test', [c1]), { timeoutMs: 20_000 });
+  const p0 = await procs(st);
+  const reloads0 = await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' });
+
+  await deregister(st.consul.addr, 'plain-a1');
+  await waitUntil('plain: a1 out (no checks)', () => live('l7_plain.gantry.test', [a2]), { timeoutMs: 10_000 });
+  await deregister(st.consul.addr, 'checked-b1');
+  await waitUntil('checked: b1 out (with checks)', () => live('l7_checked.gantry.test', [b2]), { timeoutMs: 10_000 });
+  await deregister(st.consul.addr, 'gone-c1');
+  await waitUntil('gone: its backend emptied, its name out of the map', async () => await live('l7_gone.gantry.test', []) && (await backendOf(st, 'gone.gantry.test')) === undefined, { timeoutMs: 10_000 });
+  t.is((await get(port, 'gone.gantry.test')).status, 404, 'no route for a removed service');
+  const c1Hits = c1.hits;
+  for (let i = 0; i < 6; i++) t.is((await get(port, 'plain.gantry.test')).body, 'a2');
+  for (let i = 0; i < 6; i++) t.is((await get(port, 'checked.gantry.test')).body, 'b2');
+  t.is(c1.hits, c1Hits);
+  const p1 = await procs(st);
+  t.is(p1.reloads, p0.reloads, 'no reload for removals');
+  t.deepEqual(p1.workers, p0.workers, 'show proc: the same worker');
+
+  // the removed service back: its retired backend filled again, no reload
+  await register(st.consul.addr, { id: 'gone-c1', name: 'gone', port: c1.port });
+  await waitUntil('gone back', async () => (await get(port, 'gone.gantry.test')).body === 'c1', { timeoutMs: 10_000 });
+  t.is(await backendOf(st, 'gone.gantry.test'), 'l7_gone.gantry.test');
+  const p2 = await procs(st);
+  t.is(p2.reloads, p0.reloads);
+  t.deepEqual(p2.workers, p0.workers);
+  t.is(await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' }), reloads0);
+  t.is(await st.templater.metric('gantry_templater_check_failures_total'), 0);
+});
+
 test('two backends changed in one window, one by the Runtime API and one needing a reload: HAProxy matches Consul after it', async (t) => {
   const st = await startStack(t, track);
   const servers = await Promise.all(['a1', 'a2', 'b1'].map((n) => namedServer(n)));

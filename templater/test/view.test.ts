@@ -247,6 +247,45 @@ test('spare backends: a new L7 service takes a spare (host map to it), overflow 
   t.false(v5.spares[0]!.slots.some((s) => s.address), 'its servers are emptied');
 });
 
+test('a service with its own backend that leaves the catalog: the backend stays (retired, emptied, out of the map and the groups); back, it fills it again; the compact layout drops it', (t) => {
+  const routes = new RouteTable({ spares: 1 });
+  const a = assign();
+  const view = (list: CatalogInstance[], compact = false): ReturnType<typeof buildView> => {
+    const router = routes.router(compact);
+    const v = buildView(snap(list), opts(), { ...a, routes: router });
+    router.used(new Set(v.http.map((g) => g.key)));
+    return v;
+  };
+  const web = inst('web');
+  const gone = inst('gone');
+  const pathy = inst('pathy', { tags: ['gantry.path=/p'] });
+  const v0 = view([web, gone, pathy], true);
+  routes.commit(v0.l7Backends.map((g) => g.key), v0.spares.length);
+  const v1 = view([web, pathy]);
+  t.deepEqual(v1.l7Backends.map((g) => g.backend), ['l7_gone.gantry.test', 'l7_pathy.gantry.test', 'l7_web.gantry.test'], 'same backends, same order');
+  t.deepEqual(v1.retired.map((g) => g.key), ['gone']);
+  t.false(v1.retired[0]!.slots.some((s) => s.address), 'its servers are emptied');
+  t.false(v1.hostMap.some((r) => r.backend === 'l7_gone.gantry.test'), 'its names leave the map');
+  t.false(v1.groups.some((g) => g.key === 'gone') || v1.http.some((g) => g.key === 'gone'));
+  t.deepEqual(v1.overflow, []);
+  // the skeleton (what decides runtime against reload) is the one of the view it left
+  t.deepEqual(skeletonOf(v1).l7Backends.map((g) => [g.backend, g.fqdn, g.slots.length]), skeletonOf(v0).l7Backends.map((g) => [g.backend, g.fqdn, g.slots.length]));
+  // back: its own backend again
+  const v2 = view([web, gone, pathy]);
+  t.deepEqual(v2.retired, []);
+  t.is(v2.groups.find((g) => g.key === 'gone')!.backend, 'l7_gone.gantry.test');
+  t.true(v2.hostMap.some((r) => r.host === 'gone.gantry.test' && r.backend === 'l7_gone.gantry.test'));
+  // a group with path routes has ACLs in the frontend: not retired (its removal reloads)
+  const v3 = view([web, gone]);
+  t.deepEqual(v3.retired, []);
+  t.false(v3.l7Backends.some((g) => g.key === 'pathy'));
+  // the compact layout of a reload drops retired backends
+  view([web]);
+  const v4 = view([web], true);
+  t.deepEqual(v4.l7Backends.map((g) => g.backend), ['l7_web.gantry.test']);
+  t.deepEqual(v4.retired, []);
+});
+
 test('host names from tags: only inside --domain or --allow-host-suffix; two claims: the earliest registration (CreateIndex) keeps it', (t) => {
   const skips: Skip[] = [];
   const list = [

@@ -56,6 +56,10 @@ export class TemplateRun {
   retryTimer: NodeJS.Timeout | undefined;
   readonly retryBackoff = new Backoff({ baseMs: 1000, maxMs: 60_000 });
   readonly syncBackoff = new Backoff({ baseMs: 200, maxMs: 30_000 });
+  /** a render the Runtime API applied whose file is still to be checked and written */
+  fileWanted: string | undefined;
+  /** the background write of fileWanted, while it runs */
+  fileWriter: Promise<void> | undefined;
   pendingReload = false;
   syncOwed = false;
   readonly probe: ProbeState = newProbeState();

@@ -8,6 +8,10 @@
 // path routes, which are ACLs in the config) is "overflow": the runner reloads
 // with a compact layout (every group in its own backend, the spares empty
 // again) and, when spares ran out, a pool grown for the next ones.
+// A group with its own backend that leaves the catalog entirely keeps that
+// backend in the config as a retired one (servers emptied, its names dropped
+// from the map through the Runtime API): no reload for a removal, and the same
+// group coming back fills it again. The next reload's compact layout drops it.
 import type { GroupView, Route } from '../view.ts';
 
 export const spareName = (i: number): string => `gantry_spare_${i + 1}`;
@@ -17,6 +21,8 @@ export class RouteTable {
   private readonly maxSpares: number;
   /** groups with their own backend in the config HAProxy runs (set at each committed reload) */
   private own = new Set<string>();
+  /** each own group as last routed: what a retired backend is rendered from when the group is gone */
+  private lastSeen = new Map<string, GroupView>();
   /** spare backend index → group key */
   private readonly spareGroup = new Map<number, string>();
   /** spares in the config HAProxy runs */
@@ -33,13 +39,16 @@ export class RouteTable {
   }
 
   /** a router for buildView; compact: every group in its own backend, the (grown) spare pool empty */
-  router(compact: boolean): { route(g: GroupView): Route; spares(): string[]; groupOf(spare: string): string | null; used(keys: ReadonlySet<string>): void } {
+  router(compact: boolean): { route(g: GroupView): Route; spares(): string[]; groupOf(spare: string): string | null; retired(present: ReadonlySet<string>): GroupView[]; used(keys: ReadonlySet<string>): void } {
     const count = compact ? this.nextSize() : this.size;
     const names = Array.from({ length: count }, (_, i) => spareName(i));
     return {
       route: (g) => {
         const own = { backend: g.backend, spare: false };
-        if (compact || !this.committed || this.own.has(g.key)) return own;
+        if (compact || !this.committed || this.own.has(g.key)) {
+          this.lastSeen.set(g.key, { ...g });
+          return own;
+        }
         for (const [i, k] of this.spareGroup) if (k === g.key) return { backend: spareName(i), spare: true };
         if (g.paths.length) return 'overflow';
         for (let i = 0; i < this.size; i++) {
@@ -53,6 +62,17 @@ export class RouteTable {
         if (compact) return null;
         const i = names.indexOf(spare);
         return i < 0 ? null : this.spareGroup.get(i) ?? null;
+      },
+      // own groups no longer in the catalog: their backends stay in the config, emptied (path routes
+      // are ACLs in the frontend: such a group's removal needs a reload)
+      retired: (present) => {
+        if (compact || !this.committed) return [];
+        const out: GroupView[] = [];
+        for (const key of this.own) {
+          const g = this.lastSeen.get(key);
+          if (!present.has(key) && g && g.mode === 'http' && g.paths.length === 0) out.push(g);
+        }
+        return out;
       },
       // groups not in this view give their spare back
       used: (keys) => {
@@ -70,6 +90,7 @@ export class RouteTable {
   /** a reload of a compact layout succeeded: its groups own backends, its spares are all free */
   commit(ownGroups: Iterable<string>, spares: number): void {
     this.own = new Set(ownGroups);
+    for (const k of [...this.lastSeen.keys()]) if (!this.own.has(k)) this.lastSeen.delete(k);
     this.spareGroup.clear();
     this.size = spares;
     this.committed = true;
