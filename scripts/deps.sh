@@ -22,6 +22,8 @@ done
 [[ -f /usr/share/java/zookeeper.jar ]] || missing+=(zookeeper)
 # Apache Curator (the ZooKeeper client Dubbo 2.7+ uses): the tests' Dubbo consumer
 [[ -f /usr/share/java/curator-recipes.jar ]] || missing+=(libcurator-framework-java libcurator-recipes-java)
+# Curator's ServiceDiscovery: the tests' Dubbo 3 application-level provider
+[[ -f /usr/share/java/curator-x-discovery.jar ]] || missing+=(libcurator-discovery-java)
 if ((${#missing[@]})); then
   step "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -178,13 +178,13 @@ export const registratorCommand: Command = {
       }
       if (f.optStr('zookeeper')) {
         const { startZooKeeperPart } = await import('./zookeeper-part.ts'); // the ZooKeeper client only when bridging
-        const zk = await startZooKeeperPart({ f, log, m, audit, consul, host, signal: ctx.signal });
+        const zk = await startZooKeeperPart({ f, log, m, audit, consul, host, signal: ctx.signal, heartbeat });
         parts.push(...zk.parts);
         running.push(...zk.running);
       }
       if (f.list('static').length) {
         const { startStaticPart } = await import('./static-part.ts');
-        const st = await startStaticPart({ f, log, m, audit, consul, host, signal: ctx.signal });
+        const st = await startStaticPart({ f, log, m, audit, consul, host, signal: ctx.signal, heartbeat });
         parts.push(st.part);
         running.push(st.running);
       }

@@ -12,15 +12,20 @@ import { ConsulExportSource } from './sources/zookeeper/exports.ts';
 import { ZooKeeperSink } from './sinks/zookeeper.ts';
 import { LeaderElection } from './leader.ts';
 import type { AuditWriter } from '@gantry/audit';
+import type { Heartbeat } from '@gantry/audit/heartbeat';
+import { entryFromProblem } from './audit-entry.ts';
 import type { RegistratorMetrics } from './metrics.ts';
 import { wire, type Part } from './wire.ts';
 
-export async function startZooKeeperPart(o: { f: Flags; log: Logger; m: RegistratorMetrics; audit: AuditWriter | undefined; consul: ConsulClient; host: string; signal: AbortSignal }): Promise<{ parts: Part[]; running: Array<Promise<void>> }> {
+export async function startZooKeeperPart(o: { f: Flags; log: Logger; m: RegistratorMetrics; audit: AuditWriter | undefined; consul: ConsulClient; host: string; signal: AbortSignal; heartbeat?: (owner: string, source: string) => Heartbeat | undefined }): Promise<{ parts: Part[]; running: Array<Promise<void>> }> {
   const { f, consul, m, audit } = o;
   const name = f.str('zk-name');
   const log = o.log.child({ zookeeper: name });
   const roots = f.list('zk-roots');
   for (const r of roots) if (!r.startsWith('/') || r.length < 2 || r.endsWith('/')) throw new UsageError(`--zk-roots: ${JSON.stringify(r)} is not a ZooKeeper path like /dubbo`);
+  const layout = f.str('zk-layout');
+  const appRoots = layout === 'interface' ? [] : f.list('zk-app-roots');
+  for (const r of appRoots) if (!r.startsWith('/') || r.length < 2 || r.endsWith('/')) throw new UsageError(`--zk-app-roots: ${JSON.stringify(r)} is not a ZooKeeper path like /services`);
   const session = new ZkSession({ connect: f.str('zookeeper'), sessionTimeoutMs: f.ms('zk-session-timeout'), log });
   o.signal.addEventListener('abort', () => session.close(), { once: true });
   log.info({ zookeeper: session.where }, 'connecting to zookeeper');
@@ -39,21 +44,31 @@ export async function startZooKeeperPart(o: { f: Flags; log: Logger; m: Registra
   if (f.bool('zk-import')) {
     const owner = `zookeeper@${name}`;
     const source = new ZooKeeperSource({
-      session, roots, owner: asOwnerId(owner), nameRule: parseNameRule(f.str('zk-service-name')), log,
-      onProblem: () => m.problems.inc({ source: 'zookeeper' }),
+      session, roots: layout === 'application' ? [] : roots, appRoots, owner: asOwnerId(owner), nameRule: parseNameRule(f.str('zk-service-name')), log,
+      // a refused node: counted, and in the audit trail (`gantry audit drift` lists it) with its path and why
+      onProblem: (path, node, reason) => {
+        m.problems.inc({ source: 'zookeeper' });
+        audit?.append(entryFromProblem(owner, 'zookeeper', { container: path, name: path.split('/').at(-2) ?? '', where: node, reason }));
+      },
     });
     const sink = new ConsulCatalogSink({ consul, node: `zookeeper-sync-${name}` });
-    const r = wire('zookeeper', source, sink, owner, f, log, m, audit, () => leader.isLeader);
+    const r = wire('zookeeper', source, sink, owner, f, log, m, audit, () => leader.isLeader, o.heartbeat?.(owner, 'zookeeper'));
     reconcilers.push(r);
     parts.push({ name: 'zookeeper', reconciler: r, healthy: () => session.connected });
     running.push(r.run(o.signal));
-    log.info({ owner, roots }, 'zookeeper import started');
+    log.info({ owner, layout, roots: layout === 'application' ? [] : roots, appRoots }, 'zookeeper import started');
   }
   if (f.bool('zk-export')) {
     const owner = `zookeeper-export@${name}`;
-    const source = new ConsulExportSource({ consul, owner: asOwnerId(owner), log, onProblem: () => m.problems.inc({ source: 'zookeeper-export' }) });
+    const source = new ConsulExportSource({
+      consul, owner: asOwnerId(owner), log,
+      onProblem: (service, reason) => {
+        m.problems.inc({ source: 'zookeeper-export' });
+        audit?.append(entryFromProblem(owner, 'zookeeper-export', { container: `consul:${service}`, name: service, where: `service ${service}`, reason }));
+      },
+    });
     const sink = new ZooKeeperSink({ session, root: roots[0]!, log });
-    const r = wire('zookeeper-export', source, sink, owner, f, log, m, audit, () => leader.isLeader);
+    const r = wire('zookeeper-export', source, sink, owner, f, log, m, audit, () => leader.isLeader, o.heartbeat?.(owner, 'zookeeper-export'));
     reconcilers.push(r);
     parts.push({ name: 'zookeeper-export', reconciler: r, healthy: () => session.connected });
     running.push(r.run(o.signal));

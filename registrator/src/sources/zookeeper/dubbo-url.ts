@@ -50,6 +50,13 @@ export function encodeNodeName(text: string): string {
   return out;
 }
 
+/** Why `host` (no brackets) is not an IPv4/IPv6 address or a host name, or undefined when it is one. */
+export function hostProblem(host: string): string | undefined {
+  if (isIPv4(host) || isIPv6(host)) return undefined;
+  if (!HOST_NAME.test(host) || /^[0-9.]+$/.test(host)) return `${describe(host)} is not an IP address or host name`;
+  return undefined;
+}
+
 function parseHostPort(authority: string): { host: string; port: number } | string {
   let host: string;
   let portText: string;
@@ -66,7 +73,8 @@ function parseHostPort(authority: string): { host: string; port: number } | stri
     host = authority.slice(0, colon);
     portText = authority.slice(colon + 1);
     if (host.includes(':')) return `IPv6 address ${describe(host)} must be in brackets`;
-    if (!isIPv4(host) && (!HOST_NAME.test(host) || /^[0-9.]+$/.test(host))) return `${describe(host)} is not an IP address or host name`;
+    const bad = hostProblem(host);
+    if (bad) return bad;
   }
   if (!/^[0-9]{1,5}$/.test(portText)) return `port ${describe(portText)} is not a number`;
   const port = Number(portText);
