@@ -4,41 +4,27 @@
 // may deregister anything: an inspect error other than 404 says nothing about
 // the container.
 import test, { type ExecutionContext } from 'ava';
-import { createConsul, type ConsulClient } from '@gantry/core';
-import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
 import { ensureDocker, runContainer, cleanupContainers, newRunId } from '../../test/harness/engines/docker.ts';
 import { startDockerProxy, type DockerProxy } from '../../test/harness/engines/docker-proxy.ts';
 import { startGantry, type GantryProcess } from '../../test/harness/gantry.ts';
-import { manageEngines } from '../../test/harness/ava.ts';
+import { manageEngines, consulWithDocker } from '../../test/harness/ava.ts';
 import { waitUntil } from '../../test/harness/process.ts';
 
 const track = manageEngines(test);
 const runId = newRunId();
-let consulEngine: ConsulEngine;
-let consul: ConsulClient;
+const fx = consulWithDocker(test, track, runId);
 
-test.before(async () => {
-  await ensureDocker();
-  consulEngine = await startConsul();
-  track('consul', consulEngine);
-  consul = createConsul({ addr: consulEngine.addr });
-});
-
-test.after.always(async () => {
-  await cleanupContainers(await ensureDocker(), runId);
-  consul?.close();
-});
 
 async function setup(t: ExecutionContext, suffix: string): Promise<{ proxy: DockerProxy; reg: GantryProcess; owner: string; run: string; names: () => Promise<string[]>; metric: (re: RegExp) => Promise<number> }> {
   const proxy = await startDockerProxy();
   track(`docker proxy (${suffix})`, { tail: () => proxy.tail(), stop: () => proxy.stop() });
   const owner = `test-${runId}-${suffix}`;
   const run = `${runId}-${suffix}`;
-  const reg = await startGantry('registrator', ['--owner', owner, '--require-label', `gantry.test=${run}`, '--docker-socket', proxy.socket, '--resync', '1h', '--log-level', 'debug'], { env: { CONSUL_HTTP_ADDR: consulEngine.addr } });
+  const reg = await startGantry('registrator', ['--owner', owner, '--require-label', `gantry.test=${run}`, '--docker-socket', proxy.socket, '--resync', '1h', '--log-level', 'debug'], { env: { CONSUL_HTTP_ADDR: fx.engine.addr } });
   track(`registrator (${suffix})`, reg);
   t.teardown(async () => { await cleanupContainers(await ensureDocker(), run); });
   const names = async (): Promise<string[]> => {
-    const r = await consul.request<Record<string, { Service: string }>>('GET', '/v1/agent/services', { query: { filter: `Meta["gantry-owner"] == "${owner}"` } });
+    const r = await fx.consul.request<Record<string, { Service: string }>>('GET', '/v1/agent/services', { query: { filter: `Meta["gantry-owner"] == "${owner}"` } });
     return Object.values(r.body ?? {}).map((s) => s.Service).sort();
   };
   const metric = async (re: RegExp): Promise<number> => {

@@ -2,39 +2,25 @@
 // own hostname, which changes whenever its container is re-created. Each
 // registrator here runs in a UTS namespace of its own under another hostname.
 import test from 'ava';
-import { createConsul, type ConsulClient } from '@gantry/core';
-import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
 import { ensureDocker, runContainer, cleanupContainers, newRunId } from '../../test/harness/engines/docker.ts';
 import { startGantry, type GantryProcess } from '../../test/harness/gantry.ts';
-import { manageEngines } from '../../test/harness/ava.ts';
+import { manageEngines, consulWithDocker } from '../../test/harness/ava.ts';
 import { waitUntil } from '../../test/harness/process.ts';
 
 const track = manageEngines(test);
 const runId = newRunId();
-let consulEngine: ConsulEngine;
-let consul: ConsulClient;
+const fx = consulWithDocker(test, track, runId);
 
 interface AgentService { ID: string; Service: string; Meta: Record<string, string> }
 
-test.before(async () => {
-  await ensureDocker();
-  consulEngine = await startConsul();
-  track('consul', consulEngine);
-  consul = createConsul({ addr: consulEngine.addr });
-});
-
-test.after.always(async () => {
-  await cleanupContainers(await ensureDocker(), runId);
-  consul?.close();
-});
 
 const dockerServices = async (): Promise<AgentService[]> => {
-  const r = await consul.request<Record<string, AgentService>>('GET', '/v1/agent/services', { query: { filter: 'Meta["gantry-source"] == "docker"' } });
+  const r = await fx.consul.request<Record<string, AgentService>>('GET', '/v1/agent/services', { query: { filter: 'Meta["gantry-source"] == "docker"' } });
   return Object.values(r.body ?? {}).sort((a, b) => a.ID.localeCompare(b.ID));
 };
 
 async function registrator(hostname: string): Promise<GantryProcess> {
-  const reg = await startGantry('registrator', ['--require-label', `gantry.test=${runId}`, '--resync', '1h'], { env: { CONSUL_HTTP_ADDR: consulEngine.addr }, hostname });
+  const reg = await startGantry('registrator', ['--require-label', `gantry.test=${runId}`, '--resync', '1h'], { env: { CONSUL_HTTP_ADDR: fx.engine.addr }, hostname });
   track(`registrator (${hostname})`, reg);
   // its first pass is over (whatever it had to change)
   await waitUntil('first pass', async () => /gantry_registrator_reconcile_passes_total\{[^}]*reason="start"[^}]*\} [1-9]/.test(await (await fetch(`${reg.adminUrl}/metrics`)).text()), { timeoutMs: 20_000 });
@@ -46,7 +32,7 @@ const changes = async (reg: GantryProcess): Promise<string[]> =>
 
 test.serial('owner and IDs come from the agent\'s node name: a registrator under a new hostname keeps its predecessor\'s records as they are', async (t) => {
   const docker = await ensureDocker();
-  const self = await consul.request<{ Config: { NodeName: string } }>('GET', '/v1/agent/self');
+  const self = await fx.consul.request<{ Config: { NodeName: string } }>('GET', '/v1/agent/self');
   const node = self.body.Config.NodeName;
   const first = await registrator(`reg-old-${runId}`);
   await runContainer(docker, { runId, name: `${runId}-x`, publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: 'x' } });
@@ -65,19 +51,19 @@ test.serial('owner and IDs come from the agent\'s node name: a registrator under
 test.serial('records of a registrator whose owner was its hostname (the old default) are adopted, not orphaned', async (t) => {
   const docker = await ensureDocker();
   await cleanupContainers(docker, runId);
-  for (const s of await dockerServices()) await consul.request('PUT', `/v1/agent/service/deregister/${encodeURIComponent(s.ID)}`);
-  const node = (await consul.request<{ Config: { NodeName: string } }>('GET', '/v1/agent/self')).body.Config.NodeName;
+  for (const s of await dockerServices()) await fx.consul.request('PUT', `/v1/agent/service/deregister/${encodeURIComponent(s.ID)}`);
+  const node = (await fx.consul.request<{ Config: { NodeName: string } }>('GET', '/v1/agent/self')).body.Config.NodeName;
   // what an older registrator wrote before it went away: owner and ID made of its hostname
   const y = await runContainer(docker, { runId, name: `${runId}-y`, publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: 'y' } });
   const port = Number((await y.inspect()).NetworkSettings.Ports['8080/tcp']![0]!.HostPort);
   const legacyId = `oldhost-${runId}:${runId}-y:8080`;
-  await consul.request('PUT', '/v1/agent/service/register', { body: { ID: legacyId, Name: 'y', Address: '127.0.0.1', Port: port, Meta: { 'gantry-owner': `registrator@oldhost-${runId}`, 'gantry-source': 'docker', 'gantry-origin': `oldhost-${runId}/${y.id.slice(0, 12)}` } } });
+  await fx.consul.request('PUT', '/v1/agent/service/register', { body: { ID: legacyId, Name: 'y', Address: '127.0.0.1', Port: port, Meta: { 'gantry-owner': `registrator@oldhost-${runId}`, 'gantry-source': 'docker', 'gantry-origin': `oldhost-${runId}/${y.id.slice(0, 12)}` } } });
   const gone = await runContainer(docker, { runId, name: `${runId}-gone`, publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: 'gone' } });
   const goneId = `oldhost-${runId}:${runId}-gone:8080`;
-  await consul.request('PUT', '/v1/agent/service/register', { body: { ID: goneId, Name: 'gone', Address: '127.0.0.1', Port: 1, Meta: { 'gantry-owner': `registrator@oldhost-${runId}`, 'gantry-source': 'docker' } } });
+  await fx.consul.request('PUT', '/v1/agent/service/register', { body: { ID: goneId, Name: 'gone', Address: '127.0.0.1', Port: 1, Meta: { 'gantry-owner': `registrator@oldhost-${runId}`, 'gantry-source': 'docker' } } });
   await gone.remove({ force: true });
   // someone else's record on the same agent, not a registrator's: never touched
-  await consul.request('PUT', '/v1/agent/service/register', { body: { ID: 'bystander', Name: 'bystander', Port: 1, Meta: { 'gantry-owner': 'someone-else', 'gantry-source': 'docker' } } });
+  await fx.consul.request('PUT', '/v1/agent/service/register', { body: { ID: 'bystander', Name: 'bystander', Port: 1, Meta: { 'gantry-owner': 'someone-else', 'gantry-source': 'docker' } } });
 
   const reg = await registrator(`reg-new2-${runId}`);
   const after = await dockerServices();

@@ -1,6 +1,9 @@
 // Glue between ava and the engines: stop them after the file, and print each
 // engine's log tail when a test in the file failed.
 import type { TestFn } from 'ava';
+import { createConsul, type ConsulClient } from '@gantry/core';
+import { startConsul, type ConsulEngine } from './engines/consul.ts';
+import { ensureDocker, cleanupContainers } from './engines/docker.ts';
 
 export interface HasLog { readonly name?: string; tail(lines?: number): string; stop(): Promise<void> }
 
@@ -19,4 +22,26 @@ export function manageEngines(test: TestFn<unknown>): (name: string, e: HasLog) 
     await Promise.allSettled(engines.map(([, e]) => e.stop()));
   });
   return (name, e) => { engines.push([name, e]); };
+}
+
+/** The Consul of a test file and the local Docker engine: filled in by the file's test.before. */
+export interface ConsulDockerFixture { engine: ConsulEngine; consul: ConsulClient }
+
+/**
+ * One Consul dev agent for the file and the shared Docker engine; after the file,
+ * the run's containers are removed and the client closed (the agent is tracked).
+ */
+export function consulWithDocker(test: TestFn<unknown>, track: (name: string, e: HasLog) => void, runId: string): ConsulDockerFixture {
+  const fx = {} as ConsulDockerFixture;
+  test.before(async () => {
+    await ensureDocker();
+    fx.engine = await startConsul();
+    track('consul', fx.engine);
+    fx.consul = createConsul({ addr: fx.engine.addr });
+  });
+  test.after.always(async () => {
+    await cleanupContainers(await ensureDocker(), runId);
+    (fx.consul as ConsulClient | undefined)?.close();
+  });
+  return fx;
 }
