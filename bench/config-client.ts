@@ -197,9 +197,8 @@ async function heapAndSnapshotStart(engine: ConsulEngine, consul: ConsulClient):
   }
 }
 
-/** requests per minute that 100 idle clients send, counted at each client's Consul connection */
-async function idleClients(engine: ConsulEngine, consul: ConsulClient): Promise<BenchResult> {
-  const CLIENTS = 100;
+/** requests per minute that idle clients (100 by default) send, counted at each client's Consul connection */
+export async function idleClients(engine: ConsulEngine, consul: ConsulClient, CLIENTS = 100): Promise<BenchResult> {
   const WAIT_S = 10;
   const WINDOW_S = 60;
   const prefix = 'bench/idle/';
@@ -243,9 +242,9 @@ async function idleClients(engine: ConsulEngine, consul: ConsulClient): Promise<
   await Promise.all(clients.map((c) => c.close()));
   for (const c of connections) c.close();
   return result({
-    suite: SUITE, metric: 'idle_100_clients_requests_per_min', value: rpm, unit: 'req/min', n: CLIENTS,
-    baseline_metric: 'bare_blocking_loops_100_req_min', baseline_value: bareRpm,
-    notes: `${CLIENTS} idle clients, wait=${WAIT_S}s (shortened by up to 1/16 of jitter), counted over the same ${WINDOW_S} s as the baseline: ${CLIENTS} bare blocking-query loops on the same prefix with the same wait, measured (counted the same way); with the default wait of 5m this is ~${Math.round(CLIENTS * 60 / 300 * 1.03)} req/min for 100 clients`,
+    suite: SUITE, metric: `idle_${CLIENTS}_clients_requests_per_min`, value: rpm, unit: 'req/min', n: CLIENTS,
+    baseline_metric: `bare_blocking_loops_${CLIENTS}_req_min`, baseline_value: bareRpm,
+    notes: `${CLIENTS} idle clients, wait=${WAIT_S}s (shortened by up to 1/16 of jitter), counted over the same ${WINDOW_S} s as the baseline: ${CLIENTS} bare blocking-query loops on the same prefix with the same wait, measured (counted the same way); with the default wait of 5m this is ~${Math.round(CLIENTS * 60 / 300 * 1.03)} req/min for ${CLIENTS} clients`,
   });
 }
 

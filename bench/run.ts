@@ -10,8 +10,9 @@ const available = readdirSync(here)
   .filter((f) => f.endsWith('.ts') && !['run.ts', 'lib.ts'].includes(f))
   .map((f) => f.replace(/\.ts$/, ''));
 
-// long or heavy suites run only when named (the soak takes 20 min by default)
-const ONLY_WHEN_ASKED = ['soak'];
+// long or heavy suites run only when named (the soak takes 20 min by default; scale
+// registers 20,000 services and thousands of containers)
+const ONLY_WHEN_ASKED = ['soak', 'scale'];
 const asked = process.argv.slice(2);
 const unknown = asked.filter((s) => !available.includes(s));
 if (unknown.length) {

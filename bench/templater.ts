@@ -36,7 +36,7 @@ const SUITE = 'templater';
 const log = (line: string): void => { process.stderr.write(`bench templater: ${line}\n`); };
 
 /** the templater's bootstrap HAProxy: its sockets, nothing served yet */
-const bootstrap = (p: { dir: string; httpPort: number }): string => answeringConfig(p.dir, p.httpPort, { status: 503, body: 'bootstrap' });
+export const bootstrap = (p: { dir: string; httpPort: number }): string => answeringConfig(p.dir, p.httpPort, { status: 503, body: 'bootstrap' });
 
 /** an HAProxy answering 200 on many ports: cheap backends that leave the CPU to what is measured */
 async function backendFarm(count: number): Promise<{ engine: HAProxyEngine; ports: number[] }> {
@@ -80,7 +80,7 @@ async function metric(url: string, name: string, labels: Record<string, string> 
   return sum;
 }
 
-async function consulPut(addr: string, path: string, body: unknown): Promise<void> {
+export async function consulPut(addr: string, path: string, body: unknown): Promise<void> {
   const res = await fetch(`${addr}${path}`, { method: 'PUT', body: JSON.stringify(body) });
   if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
 }
@@ -102,7 +102,7 @@ async function changeInstances(addr: string, verb: 'set' | 'delete', list: Reado
 }
 
 /** services × instances through /v1/txn, 64 operations a request */
-async function registerMany(addr: string, services: number, instances: number): Promise<void> {
+export async function registerMany(addr: string, services: number, instances: number): Promise<void> {
   await consulPut(addr, '/v1/catalog/register', { Node: 'bench-node', Address: '127.0.0.1' });
   const ops: unknown[] = [];
   for (let s = 0; s < services; s++) {
@@ -197,7 +197,7 @@ backend l7_{{.Name}}.gantry.test
 
 interface Tool { name: 'gantry' | 'consul-template'; stop(): Promise<void>; reloads(): Promise<number> }
 
-async function startGantry(dir: string, tag: string, consul: ConsulEngine, h: HAProxyEngine, extra: string[] = []): Promise<Tool & { t: Templater }> {
+export async function startGantry(dir: string, tag: string, consul: ConsulEngine, h: HAProxyEngine, extra: string[] = []): Promise<Tool & { t: Templater }> {
   const t = startTemplater(dir, `templater-${tag}`, [
     '--consul-addr', consul.addr, '--haproxy-cfg', h.cfgFile, '--haproxy-master-socket', h.masterSocket,
     '--haproxy-admin-socket', h.adminSocket, '--haproxy-state-file', join(dir, `state-${tag}`), '--l7-bind', `127.0.0.1:${h.httpPort}`,
@@ -231,7 +231,7 @@ template {
 }
 
 /** show proc through the master CLI, retried while the master re-executes itself */
-const masterProcs = (h: HAProxyEngine): Promise<{ reloads: number; workers: number[] }> =>
+export const masterProcs = (h: HAProxyEngine): Promise<{ reloads: number; workers: number[] }> =>
   waitUntil('show proc', async () => h.processes().catch(() => undefined), { timeoutMs: 15_000, intervalMs: 10 });
 
 /** the servers of a backend that take traffic (running, not in maintenance or drain), as addr:port */
