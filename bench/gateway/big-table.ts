@@ -4,13 +4,8 @@
 // times. Between phases it prints a mark and waits for a line on stdin, so the
 // parent can read this process's RSS from /proc.
 import { createInterface } from 'node:readline';
-import { createLogger, createRegistry } from '@gantry/core';
 import type { CatalogInstance, CatalogSnapshot } from '@gantry/core';
-import { Gateway, RouteSource, OutlierDetector, RateLimiter } from '@gantry/gateway';
-import { Pools } from '../../gateway/src/proxy/pools.ts';
-import { Mirror } from '../../gateway/src/policy/mirror.ts';
-import { RetryBudget } from '../../gateway/src/policy/retry.ts';
-import { createGatewayMetrics } from '../../gateway/src/admin/metrics.ts';
+import { standaloneGateway } from './standalone.ts';
 
 const n = Number(process.argv[2] ?? 50_000);
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
@@ -29,22 +24,8 @@ const snapshot = (): CatalogSnapshot => ({ services, kv: new Map(), indexes: { c
 let current: CatalogSnapshot = snapshot();
 await mark('snapshot');
 
-const log = createLogger({ component: 'gateway', level: 'warn' });
-const metrics = createGatewayMetrics(createRegistry('gateway'));
-const outliers = new OutlierDetector({ consecutive: 5, baseEjectMs: 5000, maxEjectMs: 60_000 });
-const gateway = new Gateway({
-  pools: new Pools({ maxSockets: 512, maxFreeSockets: 128, idleTimeoutMs: 30_000 }), outliers,
-  budget: new RetryBudget({ ratio: 0.2, minPerSecond: 10, windowMs: 10_000 }),
-  mirror: new Mirror({ maxInflight: 64, maxBodyBytes: 65_536, timeoutMs: 5000 }, { onSent: () => undefined, onDrop: () => undefined }),
-  limiter: new RateLimiter({ redisUrl: undefined, keyPrefix: '', fallback: 'local', timeoutMs: 100, log }),
-  metrics, log, accessLog: undefined, timeouts: { connectMs: 1000, headerMs: 30_000, idleMs: 60_000 }, maxAttempts: 3, proto: 'http',
-});
 const buildMs: number[] = [];
-const source = new RouteSource({
-  source: { snapshot: () => current, onChange: () => () => undefined }, outliers, log, owner: 'bench', host: 'bench',
-  build: { domain: 'gantry.test', prefix: 'urlprefix-', hostTag: 'gantry.host', pathTag: 'gantry.path', includeWarning: false },
-  swap: (table) => gateway.swap(table),
-});
+const { gateway, source } = standaloneGateway(() => current);
 for (let pass = 0; pass < 5; pass++) {
   current = snapshot();
   const t0 = performance.now();

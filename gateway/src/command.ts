@@ -32,7 +32,7 @@ export const gatewayFlags: readonly FlagSpec[] = [
   { name: 'kv-prefix', type: 'string', default: 'gantry/gateway', description: 'Consul KV prefix of policy/<service> (JSON) and active/<service> (blue/green switch)' },
   { name: 'connect-timeout', type: 'duration', default: '1s', description: 'connecting to an upstream' },
   { name: 'header-timeout', type: 'duration', default: '30s', description: 'request sent → response headers (then 504)' },
-  { name: 'idle-timeout', type: 'duration', default: '60s', description: 'no byte either way on an upstream connection' },
+  { name: 'idle-timeout', type: 'duration', default: '60s', description: 'no byte of an upstream response body for this long (the answer is cut)' },
   { name: 'client-header-timeout', type: 'duration', default: '10s', description: 'a client must send its request head within this (then 408)' },
   { name: 'client-idle-timeout', type: 'duration', default: '60s', description: 'keep-alive timeout of client connections' },
   { name: 'max-header-bytes', type: 'int', default: 16_384, min: 1024, max: 1_048_576, description: 'largest request head accepted (larger: 400)' },
@@ -43,7 +43,6 @@ export const gatewayFlags: readonly FlagSpec[] = [
   { name: 'eject-time', type: 'duration', default: '5s', description: 'first ejection length (doubles with each ejection, then half-open)' },
   { name: 'eject-max', type: 'duration', default: '60s', description: 'longest ejection' },
   { name: 'pool-max-sockets', type: 'int', default: 512, min: 1, description: 'connections per upstream' },
-  { name: 'pool-max-idle', type: 'int', default: 128, min: 0, description: 'idle keep-alive connections kept per upstream' },
   { name: 'pool-idle-timeout', type: 'duration', default: '30s', description: 'an idle pooled connection is closed after this' },
   { name: 'mirror-max-inflight', type: 'int', default: 64, min: 1, description: 'mirror copies in flight at once (more: dropped, counted)' },
   { name: 'mirror-max-body', type: 'int', default: 65_536, min: 0, description: 'largest request body copied to a mirror, bytes (larger: dropped, counted)' },
@@ -82,7 +81,7 @@ export const gatewayCommand: Command = {
         : log
       : undefined;
     const outliers = new OutlierDetector({ consecutive: f.int('eject-after'), baseEjectMs: f.ms('eject-time'), maxEjectMs: f.ms('eject-max') });
-    const pools = new Pools({ maxSockets: f.int('pool-max-sockets'), maxFreeSockets: f.int('pool-max-idle'), idleTimeoutMs: f.ms('pool-idle-timeout') });
+    const pools = new Pools({ maxSockets: f.int('pool-max-sockets'), idleTimeoutMs: f.ms('pool-idle-timeout'), connectTimeoutMs: f.ms('connect-timeout') });
     const mirror = new Mirror(
       { maxInflight: f.int('mirror-max-inflight'), maxBodyBytes: f.int('mirror-max-body'), timeoutMs: f.ms('mirror-timeout') },
       { onSent: (service) => metrics.mirrorSent.inc({ service }), onDrop: (service, reason) => metrics.mirrorDrops.inc({ service, reason }) },

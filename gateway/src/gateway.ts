@@ -85,7 +85,7 @@ export class Gateway {
   /** the new table serves every request that starts from now on */
   swap(table: RouteTable): void {
     this.table = table;
-    const drained = this.o.pools.retain(table.upstreamKeys);
+    const drained = this.o.pools.retain((k) => table.hasUpstream(k));
     if (drained) this.o.metrics.drainingPools.inc(drained);
     this.o.outliers.retain(table.upstreamKeys);
     this.o.metrics.routes.set(table.routes.length);
@@ -225,6 +225,12 @@ export class Gateway {
       }
       this.o.metrics.upstreamErrors.inc({ service: target.service, failure: r.failure });
       lastFailure = r.failure;
+      if (r.failure === 'invalid') { // the request as it came, not the upstream: no ejection, no retry
+        if (u.health.probing) u.health.probing = false;
+        this.o.log.warn({ requestId: id, service: target.service, err: r.error }, 'request could not be forwarded as given (502)');
+        this.replyFailure(res, id, target.service, r.failure);
+        break;
+      }
       this.fail(u, Date.now());
       this.o.log.debug({ requestId: id, service: target.service, instance: u.id, upstream: u.key, failure: r.failure, err: r.error }, 'upstream attempt failed');
       if (r.responded) break;

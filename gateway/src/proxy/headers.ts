@@ -35,14 +35,15 @@ function forwardedFor(ip: string): string {
 }
 
 /**
- * Headers sent upstream: the client's minus hop-by-hop ones, plus the forwarding
+ * Headers sent upstream: the client's minus hop-by-hop ones and Expect (our own
+ * server answered 100-continue already), plus the forwarding
  * headers. `upgrade` keeps Connection/Upgrade (WebSocket and other upgrades).
  */
 export function upstreamRequestHeaders(h: IncomingHttpHeaders, c: ClientInfo, upgrade = false): OutgoingHttpHeaders {
   const listed = connectionListed(h.connection);
   const out: OutgoingHttpHeaders = {};
   for (const k in h) {
-    if (HOP_BY_HOP.has(k) || listed?.has(k)) continue;
+    if (HOP_BY_HOP.has(k) || listed?.has(k) || k === 'expect') continue;
     out[k] = h[k];
   }
   const xff = h['x-forwarded-for'];

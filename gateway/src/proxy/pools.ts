@@ -1,11 +1,10 @@
-// One keep-alive connection pool per upstream (proto://address:port). A pool
-// whose upstream left every route drains: its in-flight requests finish, then
-// its sockets are closed.
-import http from 'node:http';
-import https from 'node:https';
+// One keep-alive connection pool per upstream (proto://address:port): an undici
+// Pool (see forward.ts for why undici). A pool whose upstream left every route
+// drains: its in-flight requests finish, then its connections are closed.
+import { Pool as UndiciPool } from 'undici';
 
 export interface UpstreamAddress {
-  /** proto://address:port */
+  /** proto://address:port (an IPv6 address in brackets): the pool's origin */
   readonly key: string;
   readonly address: string;
   readonly port: number;
@@ -14,28 +13,32 @@ export interface UpstreamAddress {
 }
 
 export interface PoolOptions {
-  /** sockets per upstream (in use + idle) */
+  /** connections per upstream (in use + idle) */
   maxSockets: number;
-  /** idle keep-alive sockets kept per upstream */
-  maxFreeSockets: number;
-  /** an idle pooled socket is closed after this long */
+  /** an idle pooled connection is closed after this long (or sooner when the upstream's Keep-Alive says so) */
   idleTimeoutMs: number;
+  connectTimeoutMs: number;
 }
 
 export class Pool {
-  readonly agent: http.Agent;
+  readonly dispatcher: UndiciPool;
   inflight = 0;
   draining = false;
   readonly upstream: UpstreamAddress;
   constructor(upstream: UpstreamAddress, o: PoolOptions) {
     this.upstream = upstream;
-    const common = { keepAlive: true, maxSockets: o.maxSockets, maxFreeSockets: o.maxFreeSockets, timeout: o.idleTimeoutMs, scheduling: 'lifo' as const };
-    this.agent = upstream.proto === 'https' ? new https.Agent({ ...common, rejectUnauthorized: !upstream.tlsSkipVerify }) : new http.Agent(common);
+    this.dispatcher = new UndiciPool(upstream.key, {
+      connections: o.maxSockets, pipelining: 1,
+      keepAliveTimeout: o.idleTimeoutMs, keepAliveMaxTimeout: o.idleTimeoutMs,
+      connect: { timeout: o.connectTimeoutMs, ...(upstream.proto === 'https' ? { rejectUnauthorized: !upstream.tlsSkipVerify } : {}) },
+    });
+    // errors reach each request's handler; the pool's own 'connectionError' events need no listener
   }
   release(): void {
     this.inflight--;
-    if (this.draining && this.inflight === 0) this.agent.destroy();
+    if (this.draining && this.inflight === 0) void this.dispatcher.close().catch(() => undefined);
   }
+  destroy(): void { void this.dispatcher.destroy().catch(() => undefined); }
 }
 
 export class Pools {
@@ -52,15 +55,15 @@ export class Pools {
     return p;
   }
 
-  /** keeps the pools of these upstreams; the others drain (close once idle) */
-  retain(keys: ReadonlySet<string>): number {
+  /** keeps the pools of upstreams `has` accepts; the others drain (close once idle) */
+  retain(has: (key: string) => boolean): number {
     let drained = 0;
     for (const [k, p] of this.pools) {
-      if (keys.has(k)) continue;
+      if (has(k)) continue;
       this.pools.delete(k);
       p.draining = true;
       drained++;
-      if (p.inflight === 0) p.agent.destroy();
+      if (p.inflight === 0) void p.dispatcher.close().catch(() => undefined);
     }
     return drained;
   }
@@ -68,7 +71,7 @@ export class Pools {
   get size(): number { return this.pools.size; }
 
   closeAll(): void {
-    for (const p of this.pools.values()) p.agent.destroy();
+    for (const p of this.pools.values()) p.destroy();
     this.pools.clear();
   }
 }

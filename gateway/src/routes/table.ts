@@ -77,6 +77,8 @@ export class RouteTable {
   readonly builtAt: number;
   constructor(version: number, builtAt: number) { this.version = version; this.builtAt = builtAt; }
 
+  hasUpstream(key: string): boolean { return this.upstreamKeys.has(key); }
+
   add(r: Route): void {
     this.routes.push(r);
     const had = this.hosts.get(r.host);
