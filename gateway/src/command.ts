@@ -111,7 +111,7 @@ export const gatewayCommand: Command = {
       swap: (table, info) => {
         gateway.swap(table);
         metrics.tableBuildSeconds.observe(info.buildMs / 1000);
-        log.info({ routes: table.routes.length, upstreams: table.upstreamKeys.size, buildMs: Math.round(info.buildMs * 10) / 10, version: info.version }, 'route table swapped');
+        log.info({ routes: table.size, upstreams: table.upstreamCount, buildMs: Math.round(info.buildMs * 10) / 10, changedServices: info.changed.services, changedRoutes: info.changed.routes, version: info.version }, 'route table swapped');
       },
       audit: audit && ((e) => audit.append(e)),
       onPolicyChange: () => metrics.policyChanges.inc(),
@@ -135,7 +135,7 @@ export const gatewayCommand: Command = {
         return {
           ok: table !== undefined,
           consul: { synced: snap !== undefined, lastError: watcher.lastError ?? null, indexes: snap?.indexes ?? null },
-          routes: table?.routes.length ?? 0,
+          routes: table?.size ?? 0,
           ratelimit: limiter.redisConfigured ? limiter.backend : 'local',
         };
       },

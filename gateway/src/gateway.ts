@@ -87,8 +87,8 @@ export class Gateway {
     this.table = table;
     const drained = this.o.pools.retain((k) => table.hasUpstream(k));
     if (drained) this.o.metrics.drainingPools.inc(drained);
-    this.o.outliers.retain(table.upstreamKeys);
-    this.o.metrics.routes.set(table.routes.length);
+    this.o.outliers.forget(table.removedUpstreams);
+    this.o.metrics.routes.set(table.size);
     this.o.metrics.tableSwaps.inc();
     this.o.metrics.ejected.set(this.o.outliers.ejectedCount());
   }

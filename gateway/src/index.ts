@@ -5,7 +5,8 @@
 //   admin/   metrics (the admin endpoint itself is core's)
 export { gatewayCommand, gatewayFlags } from './command.ts';
 export { Gateway, type GatewayOptions } from './gateway.ts';
-export { buildTable, RouteTable, type Route, type Target, type Upstream, type BuildOptions } from './routes/table.ts';
+export { RouteTable, type Route, type Target, type Upstream } from './routes/table.ts';
+export { buildTable, TableBuilder, type BuildOptions, type BuildResult } from './routes/builder.ts';
 export { RouteSource, type SnapshotSource } from './routes/source.ts';
 export { routeSpecs, normalizeHost, type RouteSpec, type TagOptions } from './routes/tags.ts';
 export { parsePolicies, parseServicePolicy, inSubset, type ServicePolicy, type PolicySet } from './policy/config.ts';

@@ -128,28 +128,56 @@ export function parseServicePolicy(text: string): ServicePolicy {
   return p;
 }
 
+/** a KV key of the gateway's policy: `policy/<service>` or `active/<service>` */
+export const POLICY_KEY = /^(policy|active)\/(.+)$/;
+
+/** The raw KV values of one service: its policy JSON and its active subset (either may be absent). */
+export interface ServiceEntry { policy: string | undefined; active: string | undefined }
+
+/** the KV values under the gateway's prefix, by service */
+export function entriesByService(kv: ReadonlyMap<string, string>): Map<string, ServiceEntry> {
+  const out = new Map<string, ServiceEntry>();
+  for (const [key, value] of kv) {
+    const m = POLICY_KEY.exec(key);
+    if (!m) continue;
+    const service = m[2]!;
+    let e = out.get(service);
+    if (!e) { e = { policy: undefined, active: undefined }; out.set(service, e); }
+    if (m[1] === 'active') e.active = value.trim();
+    else e.policy = value;
+  }
+  return out;
+}
+
+/** One service's policy from its KV values; a bad value is one error line naming its key (the service then has no policy, or ignores the switch). */
+export function parseServiceEntry(service: string, e: ServiceEntry): { policy: ServicePolicy | undefined; errors: string[] } {
+  const errors: string[] = [];
+  let policy: ServicePolicy | undefined;
+  if (e.policy !== undefined) {
+    try {
+      policy = parseServicePolicy(e.policy);
+    } catch (err) {
+      if (!(err instanceof Bad)) throw err;
+      errors.push(`KV ${describe(`policy/${service}`)}: ${err.message}; service ${describe(service)} runs without a policy`);
+    }
+  }
+  if (e.active !== undefined) {
+    const name = e.active;
+    if (!policy) errors.push(`KV ${describe(`active/${service}`)}: no valid policy/${service} declares subsets; ignored`);
+    else if (!policy.subsets.has(name)) errors.push(`KV ${describe(`active/${service}`)}: ${describe(name)} is not a subset of ${describe(service)} (${[...policy.subsets.keys()].join(', ')}); ignored`);
+    else policy.active = name;
+  }
+  return { policy, errors };
+}
+
 /** Every policy under the gateway's KV prefix (keys relative to it). */
 export function parsePolicies(kv: ReadonlyMap<string, string>): PolicySet {
   const byService = new Map<string, ServicePolicy>();
   const errors: string[] = [];
-  const actives = new Map<string, string>();
-  for (const [key, value] of kv) {
-    const m = /^(policy|active)\/(.+)$/.exec(key);
-    if (!m) continue;
-    const service = m[2]!;
-    if (m[1] === 'active') { actives.set(service, value.trim()); continue; }
-    try {
-      byService.set(service, parseServicePolicy(value));
-    } catch (err) {
-      if (!(err instanceof Bad)) throw err;
-      errors.push(`KV ${describe(key)}: ${err.message}; service ${describe(service)} runs without a policy`);
-    }
-  }
-  for (const [service, name] of actives) {
-    const p = byService.get(service);
-    if (!p) { errors.push(`KV ${describe(`active/${service}`)}: no valid policy/${service} declares subsets; ignored`); continue; }
-    if (!p.subsets.has(name)) { errors.push(`KV ${describe(`active/${service}`)}: ${describe(name)} is not a subset of ${describe(service)} (${[...p.subsets.keys()].join(', ')}); ignored`); continue; }
-    p.active = name;
+  for (const [service, e] of entriesByService(kv)) {
+    const r = parseServiceEntry(service, e);
+    if (r.policy) byService.set(service, r.policy);
+    errors.push(...r.errors);
   }
   return { byService, errors };
 }

@@ -39,8 +39,8 @@ export class OutlierDetector {
   }
 
   /** forgets upstreams no route holds any more */
-  retain(keys: ReadonlySet<string>): void {
-    for (const k of this.states.keys()) if (!keys.has(k)) this.states.delete(k);
+  forget(keys: Iterable<string>): void {
+    for (const k of keys) this.states.delete(k);
   }
 
   /** may a request go to it now; a half-open upstream takes one probe at a time (the caller then owns the probe) */

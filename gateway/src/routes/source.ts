@@ -6,8 +6,9 @@
 import { escapeLogField, type Logger } from '@gantry/core';
 import type { AuditEntry } from '@gantry/audit';
 import type { CatalogSnapshot } from './snapshot.ts';
-import { buildTable, type BuildOptions, type RouteTable } from './table.ts';
-import { parsePolicies } from '../policy/config.ts';
+import type { RouteTable } from './table.ts';
+import { TableBuilder, type BuildOptions } from './builder.ts';
+import { POLICY_KEY } from '../policy/config.ts';
 import type { OutlierDetector } from '../policy/outlier.ts';
 
 /** what the gateway needs of the shared catalog watcher */
@@ -24,12 +25,10 @@ export interface RouteSourceOptions {
   /** who the audit entries name (gateway@host) */
   owner: string;
   host: string;
-  swap: (table: RouteTable, info: { buildMs: number; version: number }) => void;
+  swap: (table: RouteTable, info: { buildMs: number; version: number; changed: { services: number; routes: number } }) => void;
   audit?: (e: AuditEntry) => void;
   onPolicyChange?: (key: string) => void;
 }
-
-const POLICY_KEY = /^(policy|active)\//;
 
 export class RouteSource {
   private lastKv = new Map<string, string>();
@@ -38,9 +37,13 @@ export class RouteSource {
   private unsubscribe: (() => void) | undefined;
   private pending: CatalogSnapshot | undefined;
   private scheduled = false;
+  private readonly builder: TableBuilder;
 
   private readonly o: RouteSourceOptions;
-  constructor(o: RouteSourceOptions) { this.o = o; }
+  constructor(o: RouteSourceOptions) {
+    this.o = o;
+    this.builder = new TableBuilder(o.outliers, o.build);
+  }
 
   start(): void {
     this.unsubscribe = this.o.source.onChange((snap) => this.schedule(snap));
@@ -65,10 +68,9 @@ export class RouteSource {
 
   apply(snap: CatalogSnapshot): RouteTable {
     const t0 = performance.now();
-    const policies = parsePolicies(snap.kv);
-    const { table, errors } = buildTable(snap, policies, this.o.outliers, this.o.build);
+    const { table, errors, changed } = this.builder.build(snap);
     const buildMs = performance.now() - t0;
-    this.o.swap(table, { buildMs, version: snap.version });
+    this.o.swap(table, { buildMs, version: snap.version, changed });
     this.reportErrors(errors);
     this.diffPolicies(snap);
     return table;
@@ -90,7 +92,7 @@ export class RouteSource {
       const after = next.get(key);
       if (before === after) continue;
       const action = before === undefined ? 'policy-set' : after === undefined ? 'policy-delete' : 'policy-update';
-      const service = key.replace(POLICY_KEY, '');
+      const service = POLICY_KEY.exec(key)![2]!;
       this.o.onPolicyChange?.(key);
       this.o.log.info({ key: escapeLogField(key), service: escapeLogField(service), action, kvIndex: snap.indexes.kv }, 'route policy changed in Consul KV; applied');
       this.o.audit?.({

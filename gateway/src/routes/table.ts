@@ -1,14 +1,16 @@
-// The route table: built from one catalog snapshot and the KV policies, then
-// swapped in whole (one reference assignment: a request sees the old table or
-// the new one, never a mix). Lookup: routes of the request's host first, then
-// host-less ones (`urlprefix-/path`); within each, the longest path prefix wins.
+// The route table: what a request is looked up in. Built by the TableBuilder
+// (builder.ts) and swapped in whole (one reference assignment: a request sees the
+// old table or the new one, never a mix). A new table shares every unchanged
+// host entry with the previous one (copy-on-write), so a change costs what it
+// touches, not the size of the table. Lookup: routes of the request's host
+// first, then host-less ones (`urlprefix-/path`); within each, the longest path
+// prefix wins.
 import type { HealthStatus } from '@gantry/core';
-import type { CatalogSnapshot } from './snapshot.ts';
-import { routeSpecs, type Proto, type RouteSpec, type TagOptions } from './tags.ts';
+import { CowMap } from './cow-map.ts';
 import type { UpstreamAddress } from '../proxy/pools.ts';
-import type { PolicySet, ServicePolicy } from '../policy/config.ts';
-import { compileSelector, type Selector } from '../policy/select.ts';
-import type { OutlierDetector, UpstreamHealth } from '../policy/outlier.ts';
+import type { ServicePolicy } from '../policy/config.ts';
+import type { Selector } from '../policy/select.ts';
+import type { UpstreamHealth } from '../policy/outlier.ts';
 
 export interface Upstream extends UpstreamAddress {
   readonly service: string;
@@ -42,16 +44,40 @@ export interface Route {
   readonly cum: readonly number[];
 }
 
-/** the routes of one host (or of any host) by path prefix; most hosts have one route, '/' */
-class PathIndex {
-  private readonly byPrefix = new Map<string, Route>();
-  private lengths: readonly number[] = [];
-  add(r: Route): void {
+/**
+ * The routes of one host (or of any host) by path prefix; most hosts have one
+ * route, '/', held directly instead. A new version copies only what it changes.
+ */
+export class PathIndex {
+  private readonly byPrefix: CowMap<Route>;
+  /** how many prefixes have each length */
+  private readonly lengthCount: Map<number, number>;
+  /** distinct prefix lengths, longest first */
+  private lengths: number[];
+  constructor(from?: PathIndex) {
+    this.byPrefix = new CowMap(from?.byPrefix);
+    this.lengthCount = new Map(from?.lengthCount);
+    this.lengths = from ? from.lengths : [];
+  }
+  get size(): number { return this.byPrefix.size; }
+  routes(): IterableIterator<Route> { return this.byPrefix.values(); }
+  set(r: Route): void {
+    if (!this.byPrefix.has(r.path)) {
+      const n = this.lengthCount.get(r.path.length) ?? 0;
+      this.lengthCount.set(r.path.length, n + 1);
+      if (n === 0) this.lengths = [...this.lengthCount.keys()].sort((a, b) => b - a);
+    }
     this.byPrefix.set(r.path, r);
   }
-  seal(): void {
-    this.lengths = [...new Set(Array.from(this.byPrefix.keys(), (p) => p.length))].sort((a, b) => b - a);
+  delete(path: string): void {
+    if (!this.byPrefix.delete(path)) return;
+    const n = this.lengthCount.get(path.length)! - 1;
+    if (n > 0) { this.lengthCount.set(path.length, n); return; }
+    this.lengthCount.delete(path.length);
+    this.lengths = [...this.lengthCount.keys()].sort((a, b) => b - a);
   }
+  /** the one route left, when only one is */
+  only(): Route | undefined { return this.byPrefix.only(); }
   match(path: string): Route | undefined {
     for (const len of this.lengths) {
       if (len > path.length) continue;
@@ -62,35 +88,47 @@ class PathIndex {
   }
 }
 
-function matchOne(entry: Route | PathIndex, path: string): Route | undefined {
+export interface UpstreamSet { has(key: string): boolean; readonly size: number }
+
+/** a host with one route holds it directly; with more, an index */
+export type HostEntry = Route | PathIndex;
+
+function matchOne(entry: HostEntry, path: string): Route | undefined {
   if (entry instanceof PathIndex) return entry.match(path);
   return path.startsWith(entry.path) ? entry : undefined;
 }
 
 export class RouteTable {
-  /** a host with one route holds it directly; with more, an index */
-  private readonly hosts = new Map<string, Route | PathIndex>();
-  readonly routes: Route[] = [];
-  /** proto://address:port of every upstream (routes and mirrors) */
-  readonly upstreamKeys = new Set<string>();
   readonly version: number;
   readonly builtAt: number;
-  constructor(version: number, builtAt: number) { this.version = version; this.builtAt = builtAt; }
-
-  hasUpstream(key: string): boolean { return this.upstreamKeys.has(key); }
-
-  add(r: Route): void {
-    this.routes.push(r);
-    const had = this.hosts.get(r.host);
-    if (had === undefined) { this.hosts.set(r.host, r); return; }
-    let idx: PathIndex;
-    if (had instanceof PathIndex) idx = had;
-    else { idx = new PathIndex(); idx.add(had); this.hosts.set(r.host, idx); }
-    idx.add(r);
+  /** routes in the table */
+  readonly size: number;
+  /** upstreams (proto://address:port) the previous table held and this one does not */
+  readonly removedUpstreams: readonly string[];
+  private readonly hosts: CowMap<HostEntry>;
+  /** the builder's live upstream set: true to the newest table it built (a table is swapped in as soon as it is built) */
+  private readonly upstreams: UpstreamSet;
+  constructor(o: { version: number; builtAt: number; hosts: CowMap<HostEntry>; size: number; upstreams: UpstreamSet; removedUpstreams: readonly string[] }) {
+    this.version = o.version;
+    this.builtAt = o.builtAt;
+    this.hosts = o.hosts;
+    this.size = o.size;
+    this.upstreams = o.upstreams;
+    this.removedUpstreams = o.removedUpstreams;
   }
 
-  seal(): void {
-    for (const e of this.hosts.values()) if (e instanceof PathIndex) e.seal();
+  /** does a route (or a mirror) of this table send to this upstream */
+  hasUpstream(key: string): boolean { return this.upstreams.has(key); }
+  get upstreamCount(): number { return this.upstreams.size; }
+
+  /** every route (host order, then path order of insertion): for /routes and tests, not the request path */
+  get routes(): Route[] {
+    const out: Route[] = [];
+    for (const e of this.hosts.values()) {
+      if (e instanceof PathIndex) for (const r of e.routes()) out.push(r);
+      else out.push(e);
+    }
+    return out;
   }
 
   /** host: lower case without port; path: the request path without the query */
@@ -121,97 +159,4 @@ export class RouteTable {
       })),
     };
   }
-}
-
-export interface BuildOptions extends TagOptions {
-  /** warning instances receive traffic too */
-  includeWarning: boolean;
-}
-
-export interface BuildResult {
-  table: RouteTable;
-  /** refused tags, bad policies: one line each */
-  errors: string[];
-}
-
-const ONE: readonly number[] = Object.freeze([1]);
-
-interface PendingTarget { service: string; spec: RouteSpec; instances: Upstream[] }
-
-/** Builds a table from a snapshot; pure apart from the outlier states it attaches. */
-export function buildTable(snap: CatalogSnapshot, policies: PolicySet, outliers: OutlierDetector, o: BuildOptions): BuildResult {
-  const errors = [...policies.errors];
-  const table = new RouteTable(snap.version, Date.now());
-  // host + path → the services on it (one in the common case)
-  const byRoute = new Map<string, PendingTarget | PendingTarget[]>();
-  const healthyByService = new Map<string, Upstream[]>();
-  const upstreamOf = (service: string, i: { id: string; node: string; address: string; port: number; tags: readonly string[]; meta: Readonly<Record<string, string>>; status: HealthStatus }, proto: Proto, skip: boolean): Upstream => {
-    const key = `${proto}://${i.address.includes(':') ? `[${i.address}]` : i.address}:${i.port}`;
-    return { key, address: i.address, port: i.port, proto, tlsSkipVerify: skip, service, id: i.id, node: i.node, tags: i.tags, meta: i.meta, status: i.status, health: outliers.state(key) };
-  };
-  const hostMetaKey = o.hostTag.replace(/\./g, '-');
-  for (const [service, instances] of snap.services) {
-    const specCache = instances.length > 1 ? new Map<string, ReturnType<typeof routeSpecs>>() : undefined;
-    const healthy: Upstream[] = [];
-    for (const inst of instances) {
-      const serves = inst.status === 'passing' || (o.includeWarning && inst.status === 'warning');
-      if (serves && inst.port > 0 && inst.address) healthy.push(upstreamOf(service, inst, 'http', false));
-      const cacheKey = specCache && inst.tags.join('\n') + (inst.meta[hostMetaKey] ?? '');
-      let parsed = cacheKey === undefined ? undefined : specCache!.get(cacheKey);
-      if (!parsed) {
-        parsed = routeSpecs(service, inst.tags, inst.meta, o);
-        if (cacheKey !== undefined) specCache!.set(cacheKey, parsed);
-        for (const e of parsed.errors) errors.push(e);
-      }
-      for (const spec of parsed.specs) {
-        const rk = spec.host + spec.path; // a host never holds '/'
-        const had = byRoute.get(rk);
-        let t: PendingTarget | undefined;
-        if (had === undefined) { t = { service, spec, instances: [] }; byRoute.set(rk, t); }
-        else if (Array.isArray(had)) {
-          t = had.find((x) => x.service === service);
-          if (!t) { t = { service, spec, instances: [] }; had.push(t); }
-        } else if (had.service === service) t = had;
-        else { t = { service, spec, instances: [] }; byRoute.set(rk, [had, t]); }
-        if (serves && inst.port > 0 && inst.address) t.instances.push(spec.proto === 'http' && !spec.tlsSkipVerify ? healthy[healthy.length - 1]! : upstreamOf(service, inst, spec.proto, spec.tlsSkipVerify));
-      }
-    }
-    healthyByService.set(service, healthy);
-  }
-  for (const targets of byRoute.values()) {
-    const list = Array.isArray(targets) ? targets : [targets];
-    const { host, path } = list[0]!.spec;
-    // fabio's rule: explicit weights take their share, the others split what is left equally
-    let shares: readonly number[] = ONE;
-    let sum = 1;
-    if (list.length > 1) {
-      const explicit = list.reduce((a, t) => a + (t.spec.weight ?? 0), 0);
-      const implicit = list.filter((t) => t.spec.weight === undefined).length;
-      const rest = Math.max(0, 1 - explicit);
-      shares = list.map((t) => t.spec.weight ?? (implicit ? rest / implicit : 0));
-      sum = shares.reduce((a, b) => a + b, 0) || 1;
-    }
-    const built: Target[] = list.map((t, i) => {
-      const policy = policies.byService.get(t.service);
-      const mirrorRule = policy?.mirror;
-      for (const u of t.instances) table.upstreamKeys.add(u.key);
-      const mirrorInstances = mirrorRule ? healthyByService.get(mirrorRule.service) ?? [] : [];
-      for (const u of mirrorInstances) table.upstreamKeys.add(u.key);
-      return {
-        service: t.service,
-        share: shares[i]! / sum,
-        strip: t.spec.strip,
-        instances: t.instances,
-        selector: compileSelector(t.instances, policy),
-        policy,
-        mirror: mirrorRule ? { service: mirrorRule.service, percent: mirrorRule.percent, instances: mirrorInstances, cursor: 0 } : undefined,
-      };
-    });
-    let acc = 0;
-    const cum = built.length === 1 ? ONE : built.map((t) => (acc += t.share));
-    if (cum !== ONE) (cum as number[])[cum.length - 1] = 1;
-    table.add({ id: `${host || '*'}${path}`, host, path, targets: built, cum });
-  }
-  table.seal();
-  return { table, errors };
 }

@@ -11,6 +11,8 @@ export interface RouteSpec {
   host: string;
   /** path prefix, always starting with '/' */
   path: string;
+  /** host + path: the route's key (a host never holds '/') */
+  key: string;
   /** prefix removed from the path before forwarding */
   strip: string | undefined;
   proto: Proto;
@@ -63,7 +65,7 @@ function parseUrlprefix(body: string, tag: string): RouteSpec | string {
     host = h;
   }
   if (!validPath(path)) return `tag ${describe(tag)}: path ${describe(path)} is not a URL path`;
-  const spec: RouteSpec = { host, path, strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false };
+  const spec: RouteSpec = { host, path, key: host + path, strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false };
   for (const opt of words.slice(1)) {
     const eq = opt.indexOf('=');
     const k = eq === -1 ? opt : opt.slice(0, eq);
@@ -105,7 +107,7 @@ export function routeSpecs(service: string, tags: readonly string[], meta: Reado
   const errors: string[] = [];
   // most names already are DNS labels: no need for the escaper's normalisation
   const label = LABEL_RE.test(service) ? { ok: true, value: service, changed: false } : escapeDnsLabel(service);
-  if (label.ok && !label.changed) specs.push({ host: `${label.value}.${o.domain}`, path: '/', strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false });
+  if (label.ok && !label.changed) specs.push({ host: `${label.value}.${o.domain}`, path: '/', key: `${label.value}.${o.domain}/`, strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false });
   else errors.push(`service ${describe(service)} is not a DNS label: no ${o.domain} name (routes from its tags still apply)`);
   const hostEq = `${o.hostTag}=`;
   const pathEq = `${o.pathTag}=`;
@@ -121,13 +123,13 @@ export function routeSpecs(service: string, tags: readonly string[], meta: Reado
     } else if (tag.startsWith(pathEq)) {
       const p = tag.slice(pathEq.length);
       if (!validPath(p)) errors.push(`tag ${describe(tag)}: ${describe(p)} is not a URL path`);
-      else specs.push({ host: o.domain, path: p, strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false });
+      else specs.push({ host: o.domain, path: p, key: o.domain + p, strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false });
     }
   }
   for (const raw of hosts) {
     const h = normalizeHost(raw);
     if (!h) errors.push(`${o.hostTag} ${describe(raw)} of ${describe(service)} is not a DNS name`);
-    else specs.push({ host: h, path: '/', strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false });
+    else specs.push({ host: h, path: '/', key: `${h}/`, strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false });
   }
   return { specs, errors };
 }
