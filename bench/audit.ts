@@ -32,7 +32,7 @@ function child(args: string[], env: NodeJS.ProcessEnv): Promise<{ ms: number; co
   });
 }
 
-async function populate(consul: ConsulClient, redisUrl: string, key: string): Promise<void> {
+export async function populate(consul: ConsulClient, redisUrl: string, key: string): Promise<void> {
   const per = Math.ceil(INSTANCES / OWNERS);
   for (let o = 0; o < OWNERS; o++) {
     const owner = `bench-owner-${o}`;

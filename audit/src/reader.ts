@@ -2,6 +2,9 @@
 import { createRedis } from '@gantry/core/redis';
 import { entryFromFields, type AuditEntry } from './entry.ts';
 
+/** entries a round trip: the drift report reads tens of thousands */
+const PAGE = 5000;
+
 export interface ReadOptions {
   url: string;
   key: string;
@@ -20,12 +23,12 @@ export async function readAudit(o: ReadOptions): Promise<Array<AuditEntry & { id
     let from = start;
     const limit = o.limit ?? 1000;
     for (;;) {
-      const page = await redis.xrange(o.key, from, '+', 'COUNT', 500);
+      const page = await redis.xrange(o.key, from, '+', 'COUNT', PAGE);
       for (const [id, fields] of page) {
         const e = entryFromFields(fields);
         if (!o.service || e.service === o.service) out.push({ id, ...e });
       }
-      if (page.length < 500) break;
+      if (page.length < PAGE) break;
       from = `(${page[page.length - 1]![0]}`;
     }
     return out.slice(-limit);
