@@ -7,8 +7,8 @@
 //     client, p50/p99 over 200 (baseline: this process does a blocking query and
 //     creates the node itself when it returns);
 //  3. initial sync of 5,000 providers over 500 interfaces (baseline: the same
-//     registrations straight into Consul, in /v1/txn batches of 32, 4 at once,
-//     as the bridge batches);
+//     instances straight into Consul through the bridge's catalog sink, in its
+//     /v1/txn batches, 4 at once, as the bridge's reconciler batches);
 //  4. session expiry (the bridge frozen with SIGSTOP past its session timeout,
 //     then resumed: ZooKeeper has expired its session) → every exported node
 //     back (baseline: a fresh session of this process creating the same nodes).
@@ -19,12 +19,14 @@
 // reported on stderr, the others still run, and the suite fails at the end.
 // BENCH_ZK_ONLY=import,export,sync,expiry runs only those parts;
 // BENCH_ZK_LOG_LEVEL sets the bridges' log level (default info, as deployed).
-import { createConsul, mapLimit, type ConsulClient } from '@gantry/core';
+import { createConsul, mapLimit, asOwnerId, type ConsulClient } from '@gantry/core';
 import { startConsul } from '../test/harness/engines/consul.ts';
 import { startZooKeeper } from '../test/harness/engines/zookeeper.ts';
 import { connectZk, type TestZkClient } from '../test/harness/engines/zookeeper-client.ts';
 import { startGantry, type GantryProcess } from '../test/harness/gantry.ts';
-import { encodeNodeName } from '../registrator/src/sources/zookeeper/dubbo-url.ts';
+import { encodeNodeName, parseProviderNode } from '../registrator/src/sources/zookeeper/dubbo-url.ts';
+import { providerToInstance } from '../registrator/src/sources/zookeeper/mapping.ts';
+import { ConsulCatalogSink } from '../registrator/src/sinks/consul-catalog.ts';
 import { result, emit, percentile, nowMs, TWO_CORES, type BenchResult } from './lib.ts';
 
 const CHANGES = Number(process.env.BENCH_ZK_CHANGES ?? 200);
@@ -215,27 +217,33 @@ async function initialSync(c: Ctx): Promise<void> {
   if (process.env.BENCH_DEBUG) {
     // where the time went, from the bridge's own log (stderr only: no figure comes from it)
     const at = (pred: (l: Record<string, unknown>) => boolean): string => { const l = g.logs().find(pred); return l ? `${Date.parse(String(l.time)) - wall0} ms` : '-'; };
-    process.stderr.write(`bench zookeeper: initial sync shares: session ${at((l) => l.msg === 'zookeeper session established')}, leader ${at((l) => l.msg === 'became leader')}, first register ${at((l) => l.action === 'register')}, all seen ${Math.round(synced - t0)} ms\n`);
+    process.stderr.write(`bench zookeeper: initial sync shares: session ${at((l) => l.msg === 'zookeeper session established')}, leader ${at((l) => l.msg === 'became leader')}, first register ${at((l) => l.action === 'register')}, last register ${at((l) => l.action === 'register' && String(l.instance).endsWith(':40009::'))}, all seen ${Math.round(synced - t0)} ms\n`);
+    for (const l of g.logs().filter((x) => x.msg === 'pass timing' || x.msg === 'zookeeper: full listing')) process.stderr.write(`  ${JSON.stringify(l)}\n`);
   }
-  // baseline: the same registrations straight into Consul, batched as the bridge batches
-  const batches: Array<typeof items> = [];
-  for (let i = 0; i < items.length; i += 32) batches.push(items.slice(i, i + 32));
+  // baseline: the same registrations straight into Consul, batched as the bridge batches: the
+  // instances the bridge's rules make of the same node names, written by the same catalog sink
+  // (no per-instance check, batchSize a transaction, 4 at once) on a node of their own
+  const sink = new ConsulCatalogSink({ consul, node: 'bench-big-base', sourceCheck: false });
+  const instances = items.map(([bridged, port]) => {
+    const f = bridged.replace('com.bench.I', 'com.bench.B'); // names of their own, so the service list says when they are all there
+    const parsed = parseProviderNode(node(f, '10.1.0.1', port));
+    if (!parsed.ok) throw new Error(parsed.reason);
+    const r = providerToInstance(parsed.url, { owner: asOwnerId('bench-base'), path: `/dubbo-big/${f}/providers`, nameRule: 'interface' });
+    if (r.kind !== 'instance') throw new Error(`bench: ${f}:${port} is not an instance`);
+    return { action: 'register', instance: r.instance };
+  });
+  const batches: Array<typeof instances> = [];
+  for (let i = 0; i < instances.length; i += sink.batchSize) batches.push(instances.slice(i, i + sink.batchSize));
+  // observed the same way as the bridge (the same blocking queries run meanwhile)
+  const baseNames = new Set([...names].map((n) => n.replace('com-bench-i', 'com-bench-b')));
   const b0 = nowMs();
-  await consul.request('PUT', '/v1/catalog/register', { body: { Node: 'bench-big-base', Address: '127.0.0.1' } });
-  await mapLimit(batches, 4, (batch) => consul.request('PUT', '/v1/txn', {
-    body: batch.flatMap(([f, port]) => {
-      const id = `dubbo:${f}:${port}`;
-      return [
-        { Service: { Verb: 'set', Node: 'bench-big-base', Service: { ID: id, Service: f.toLowerCase().replace(/\./g, '-'), Address: '10.1.0.1', Port: port, Meta: { 'gantry-owner': 'base' } } } },
-        { Check: { Verb: 'set', Check: { Node: 'bench-big-base', CheckID: `gantry:${id}`, Name: 'base', ServiceID: id, Status: 'passing' } } },
-      ];
-    }),
-  }));
-  const b1 = nowMs();
+  const baseSeen = untilSynced(consul, 'bench-big-base', baseNames, PROVIDERS);
+  await mapLimit(batches, 4, (batch) => sink.applyBatch(batch));
+  const b1 = await baseSeen;
   emit(result({
     suite: 'zookeeper', metric: 'initial_sync_ms', value: synced - t0, unit: 'ms', n: PROVIDERS,
     baseline_metric: 'direct_txn_batches_ms', baseline_value: b1 - b0,
-    notes: `${PROVIDERS} providers over ${INTERFACES} interfaces: bridge start (process spawn, ZooKeeper session, leader lock, listing) → all in Consul; baseline: the same services and checks in /v1/txn batches of 32, 4 at once, without the process start and the listing; bridge log level ${LOG_LEVEL}; target ≤ 10 s; ${TWO_CORES}`,
+    notes: `${PROVIDERS} providers over ${INTERFACES} interfaces: bridge start (process spawn, ZooKeeper session, leader lock, listing) → all in Consul; baseline: the same instances written by the same catalog sink in /v1/txn batches (${sink.batchSize} a transaction, 4 at once), without the process start and the listing; bridge log level ${LOG_LEVEL}; target ≤ 10 s; ${TWO_CORES}`,
   }));
 }
 
@@ -268,7 +276,12 @@ async function sessionExpiry(c: Ctx): Promise<void> {
     process.kill(exp.proc.pid, 'SIGCONT');
   }
   const r0 = nowMs();
+  const wall0 = Date.now();
   const back = await pollUntil((n) => n === EXPORTED);
+  if (process.env.BENCH_DEBUG) {
+    for (const l of exp.logs().filter((x) => Date.parse(String(x.time)) >= wall0 - 100 && x.level !== 'debug').slice(0, 30)) process.stderr.write(`  +${Date.parse(String(l.time)) - wall0} ms ${String(l.msg)} ${typeof l.reason === 'string' ? l.reason : ''}\n`);
+    process.stderr.write(`  all back +${Math.round(back - r0)} ms\n`);
+  }
   // baseline: a fresh session of this process creating the same nodes
   const f0 = nowMs();
   const fresh = await c.client();

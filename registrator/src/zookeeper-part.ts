@@ -2,6 +2,8 @@
 // Dubbo providers → Consul (catalog, a synthetic node per bridge) and passing
 // Consul instances tagged dubbo.interface=… → ephemeral provider nodes, both
 // behind the same Consul lock the Kubernetes part uses, so only one bridge writes.
+// Both reconcilers start a pass as soon as a watch fires (debounce 0, as the
+// Docker part): what fires during a pass is taken together by the next one.
 import { asOwnerId, UsageError, type Flags, type Logger, type ConsulClient } from '@gantry/core';
 import type { Reconciler } from './reconciler.ts';
 import { ZkSession } from './sources/zookeeper/session.ts';
@@ -51,8 +53,9 @@ export async function startZooKeeperPart(o: { f: Flags; log: Logger; m: Registra
         audit?.append(entryFromProblem(owner, 'zookeeper', { container: path, name: path.split('/').at(-2) ?? '', where: node, reason }));
       },
     });
-    const sink = new ConsulCatalogSink({ consul, node: `zookeeper-sync-${name}` });
-    const r = wire('zookeeper', source, sink, owner, f, log, m, audit, () => leader.isLeader, o.heartbeat?.(owner, 'zookeeper'));
+    // a provider is there or not: no per-instance check (see CatalogSinkOptions.sourceCheck)
+    const sink = new ConsulCatalogSink({ consul, node: `zookeeper-sync-${name}`, sourceCheck: false });
+    const r = wire('zookeeper', source, sink, owner, f, log, m, audit, () => leader.isLeader, o.heartbeat?.(owner, 'zookeeper'), 0);
     reconcilers.push(r);
     parts.push({ name: 'zookeeper', reconciler: r, healthy: () => session.connected });
     running.push(r.run(o.signal));
@@ -68,7 +71,7 @@ export async function startZooKeeperPart(o: { f: Flags; log: Logger; m: Registra
       },
     });
     const sink = new ZooKeeperSink({ session, root: roots[0]!, log });
-    const r = wire('zookeeper-export', source, sink, owner, f, log, m, audit, () => leader.isLeader, o.heartbeat?.(owner, 'zookeeper-export'));
+    const r = wire('zookeeper-export', source, sink, owner, f, log, m, audit, () => leader.isLeader, o.heartbeat?.(owner, 'zookeeper-export'), 0);
     reconcilers.push(r);
     parts.push({ name: 'zookeeper-export', reconciler: r, healthy: () => session.connected });
     running.push(r.run(o.signal));

@@ -76,7 +76,8 @@ export class ConsulExportSource implements Source {
     const c = this.o.consul;
     const [all, withMeta] = await Promise.all([
       c.request<Record<string, string[]> | null>('GET', '/v1/catalog/services'),
-      c.request<Record<string, string[]> | null>('GET', '/v1/catalog/services', { query: { filter: '"dubbo-interface" in ServiceMeta' } }),
+      // not the import's own records (they carry dubbo-interface too): a health read each, for nothing
+      c.request<Record<string, string[]> | null>('GET', '/v1/catalog/services', { query: { filter: `"dubbo-interface" in ServiceMeta and ServiceMeta["${META.source}"] != "zookeeper"` } }),
     ]);
     const names = new Set(Object.keys(withMeta.body ?? {}));
     for (const [name, tags] of Object.entries(all.body ?? {})) if (tags.some((t) => t.startsWith('dubbo.interface='))) names.add(name);
