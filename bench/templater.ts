@@ -94,7 +94,7 @@ async function changeInstances(addr: string, verb: 'set' | 'delete', list: Reado
   const ops: unknown[] = [];
   for (const x of list) {
     // deleting a service deletes its checks with it
-    if (verb === 'delete') { ops.push({ Service: { Verb: 'delete', Node: 'bench-node', Service: { ID: x.id } } }); continue; }
+    if (verb === 'delete') { ops.push({ Service: { Verb: 'delete', Node: 'bench-node', Service: { ID: x.id, Service: 'web' } } }); continue; }
     ops.push({ Service: { Verb: 'set', Node: 'bench-node', Service: { ID: x.id, Service: 'web', Address: '127.0.0.1', Port: x.port } } });
     if (checks) ops.push({ Check: { Verb: 'set', Check: { Node: 'bench-node', CheckID: `check:${x.id}`, Name: 'bench', ServiceID: x.id, Status: 'passing' } } });
   }
@@ -293,13 +293,17 @@ async function addRemoveRun(dir: string, which: Tool['name'], kind: ChangeKind =
     const remove: number[] = [];
     for (let i = 0; i < 50; i++) {
       const batch = Array.from({ length: k.count }, (_, j) => ({ id: `web-x${(i % 5) * k.count + j}`, port: spare[(i % 5) * k.count + j]! }));
+      const wAdd = Date.now();
       await changeInstances(consul.addr, 'set', batch, k.checks);
       for (const x of batch) present.set(x.id, x.port);
       add.push(await until(`add ${i}`));
+      if (process.env.GANTRY_BENCH_KEEP) log(`trace ${which} add ${i} write ${new Date(wAdd).toISOString()} returned +${Date.now() - wAdd - Math.round(add.at(-1)!)} ms, served after ${Math.round(add.at(-1)!)} ms`);
       await sleep(100);
+      const wRemove = Date.now();
       await changeInstances(consul.addr, 'delete', batch, k.checks);
       for (const x of batch) present.delete(x.id);
       remove.push(await until(`remove ${i}`));
+      if (process.env.GANTRY_BENCH_KEEP) log(`trace ${which} remove ${i} write ${new Date(wRemove).toISOString()} returned +${Date.now() - wRemove - Math.round(remove.at(-1)!)} ms, served after ${Math.round(remove.at(-1)!)} ms`);
       await sleep(100);
     }
     const changeReloads = (await tool.reloads()) - reloads0;
@@ -615,7 +619,7 @@ export async function run(): Promise<BenchResult[]> {
     if (only.includes('load')) out.push(...await changesUnderLoad(dir));
     if (only.includes('catalog')) out.push(...await bigCatalog(dir));
     if (only.includes('docker')) out.push(...await containerToFirst200(dir));
-    removeDir(dir);
+    if (process.env.GANTRY_BENCH_KEEP) log(`logs kept in ${dir}`); else removeDir(dir);
     return out;
   } catch (err) {
     log(`failed; logs kept in ${dir}`);

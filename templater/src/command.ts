@@ -156,9 +156,13 @@ export const templater: Command = {
     const registry = createRegistry('templater');
     const metrics = createTemplaterMetrics(registry);
     const consul = createConsul(consulConfigFromFlags(f));
+    const kvPrefix = f.optStr('kv-prefix');
     const watcher = new CatalogWatcher({
       consul, log,
-      kvPrefix: f.optStr('kv-prefix'),
+      kvPrefix,
+      // one-shot reads (node probes) two at a time when no KV query blocks: a change is found in
+      // fewer round trips, and Consul still sees at most four connections (two blocking queries)
+      fetchConcurrency: kvPrefix === undefined ? 2 : 1,
       waitMs: f.ms('consul-wait'),
       minSpacingMs: f.ms('consul-min-spacing'),
       resyncMs: f.ms('resync-interval'),

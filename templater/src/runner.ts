@@ -152,7 +152,9 @@ export class Runner {
   }
 
   private trigger(r: TemplateRun): void {
-    if (!this.stopped) r.quiet?.poke();
+    if (this.stopped) return;
+    r.changedAt ??= performance.now();
+    r.quiet?.poke();
   }
 
   private enqueue(r: TemplateRun): Promise<void> {
@@ -226,12 +228,15 @@ export class Runner {
     const snap = this.o.source.snapshot();
     if (!snap || this.stopped) return;
     const started = performance.now();
+    // from the first change of the burst (the watcher's snapshot) to this run: quiescence and the queue
+    const waitMs = r.changedAt === undefined ? undefined : Math.round(started - r.changedAt);
+    r.changedAt = undefined;
     let view = await this.viewFor(snap);
     const name = r.spec.name;
     const viewMs = performance.now() - started;
     let content = this.renderOrReport(r, view, snap);
     if (content === undefined) return;
-    r.lastTimings = { viewMs: Math.round(viewMs), renderMs: Math.round(performance.now() - started - viewMs) };
+    r.lastTimings = { waitMs, viewMs: Math.round(viewMs), renderMs: Math.round(performance.now() - started - viewMs) };
     if (!r.spec.allowEmpty && (view.services.length === 0 || content.trim() === '')) {
       this.record(r, 'empty', 'the render has no service; refused (allowEmpty to write it)');
       this.log.warn({ template: name }, 'empty render refused: Consul has no service (an election, a wiped catalog?); the last good file stays');
@@ -250,10 +255,12 @@ export class Runner {
       return;
     }
 
+    const c0 = performance.now();
     const choice = chooseApplyPath({
       applied: r.applied, view, hasRuntime: r.runtime !== undefined, reloadOwed: r.pendingReload || r.status.lastResult === 'reload_failed',
       render: (v) => { try { return r.compiled.render(dataFor(r, v), snap.kv); } catch { return undefined; } },
     });
+    const choiceMs = performance.now() - c0;
     if (choice.path === 'runtime' && r.runtime && r.applied) {
       try {
         const res = await r.runtime.apply(backendsOf(view), changedBackends(r.applied, view));
@@ -263,6 +270,7 @@ export class Runner {
           await writeAtomic(mapFile, hostMap!);
         }
         const liveMs = Math.round(performance.now() - started);
+        r.lastTimings.pathMs = Math.round(choiceMs);
         this.o.metrics.runtimeUpdates.inc({ template: name, result: 'ok' }, 1);
         this.writeLater(r, content);
         r.applied = remembered(view, content);

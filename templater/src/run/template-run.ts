@@ -63,7 +63,9 @@ export class TemplateRun {
   pendingReload = false;
   syncOwed = false;
   readonly probe: ProbeState = newProbeState();
-  lastTimings: { viewMs: number; renderMs: number } | undefined;
+  /** when the first change of the burst not yet processed arrived (performance.now()) */
+  changedAt: number | undefined;
+  lastTimings: { waitMs: number | undefined; viewMs: number; renderMs: number; pathMs?: number } | undefined;
   lastApplyTimings: (ApplyTimings & { syncMs?: number; preMs?: number }) | undefined;
   status: TemplateStatus;
   sourceText: string;
