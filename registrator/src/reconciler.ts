@@ -18,6 +18,14 @@ export interface Applied extends PlanEntry {
   ms: number;
 }
 
+/** spec hashes by instance object: a source that hands back the same objects pass after pass (Docker) hashes each once */
+const specs = new WeakMap<ServiceInstance, string>();
+function specOnce(i: ServiceInstance): string {
+  let s = specs.get(i);
+  if (s === undefined) { s = specOf(i); specs.set(i, s); }
+  return s;
+}
+
 /** What to do to turn `actual` into `desired` (both keyed by instance id). */
 export function plan(desired: readonly ServiceInstance[], actual: readonly ServiceInstance[]): PlanEntry[] {
   const want = new Map(desired.map((i) => [i.id as string, i]));
@@ -26,7 +34,7 @@ export function plan(desired: readonly ServiceInstance[], actual: readonly Servi
   for (const [id, i] of want) {
     const prev = have.get(id);
     if (!prev) out.push({ action: 'register', instance: i });
-    else if (specOf(prev) !== specOf(i)) out.push({ action: 'update', instance: i, previous: prev });
+    else if (specOnce(prev) !== specOnce(i)) out.push({ action: 'update', instance: i, previous: prev });
     else if ((prev.status ?? 'passing') !== (i.status ?? 'passing') || Boolean(prev.maintenance) !== Boolean(i.maintenance)) {
       out.push({ action: 'status', instance: i, previous: prev });
     }

@@ -11,7 +11,7 @@
 import type { ContainerInspectInfo } from 'dockerode';
 import { isGone, type DockerClient } from './client.ts';
 import { Backoff, sleep, errorMessage, mapLimit, escapeLogField, type Logger, type ServiceInstance } from '@gantry/core';
-import { containerInstances, type DockerSyncOptions, type Problem, type Rewritten } from './container.ts';
+import { containerInstances, type ContainerResult, type DockerSyncOptions, type Problem, type Rewritten } from './container.ts';
 import { ChangeSignal } from '../../changes.ts';
 
 export interface DockerSourceOptions extends DockerSyncOptions {
@@ -37,6 +37,8 @@ export class DockerSource {
   private readonly changed = new ChangeSignal();
   private readonly o: DockerSourceOptions;
   private readonly cache = new Map<string, ContainerInspectInfo>();
+  /** what each inspection stands for, computed once an inspection */
+  private readonly results = new WeakMap<ContainerInspectInfo, ContainerResult>();
   private readonly reported = new Map<string, string>();
   /** containers an event named since the last snapshot: inspected again, no full list needed */
   private touched = new Set<string>();
@@ -128,9 +130,15 @@ export class DockerSource {
     } else if (!this.unknown.size) this.retryBackoff.reset();
     const out: ServiceInstance[] = [];
     for (const info of this.cache.values()) {
-      const r = containerInstances(info, this.o);
+      // an inspection not taken again since the last pass gives the same instances (the same
+      // objects, so the reconciler's spec hashes of them are reused): a pass costs what changed
+      let r = this.results.get(info);
+      if (!r) {
+        r = containerInstances(info, this.o);
+        this.results.set(info, r);
+        this.report(info.Id, r.problems, r.escaped);
+      }
       out.push(...r.instances);
-      this.report(info.Id, r.problems, r.escaped);
     }
     return out;
   }
