@@ -101,7 +101,7 @@ interface Ctx {
 async function importLatency(c: Ctx): Promise<void> {
   const { dubbo, consul } = c;
   await dubbo.mkdirp('/dubbo/com.bench.Hot/providers');
-  await c.bridge('imp', ['--zk-export=false']);
+  const bridgeProc = await c.bridge('imp', ['--zk-export=false']);
   await dubbo.create(`/dubbo/com.bench.Hot/providers/${node('com.bench.Hot', '10.0.0.1', 1)}`);
   await until(consul, '/v1/catalog/service/com-bench-hot', (b) => ports(b).includes(1));
   const viaBridge: number[] = [];
@@ -134,6 +134,12 @@ async function importLatency(c: Ctx): Promise<void> {
     const seen = until(consul, '/v1/catalog/service/bench-base', (b) => ports(b).includes(port));
     await dubbo.create(`/dubbo-base/com.bench.Base/providers/${node('com.bench.Base', '10.0.0.1', port)}`);
     direct.push((await seen) - t0);
+  }
+  if (process.env.BENCH_DEBUG) {
+    // where the bridge's time went, from its own debug log (stderr only: no figure comes from it)
+    const passes = bridgeProc.logs().filter((l) => l.msg === 'pass timing' && l.reason === 'event');
+    const share = (k: string): string => `p50 ${percentile(passes.map((l) => Number(l[k])), 50)} p99 ${percentile(passes.map((l) => Number(l[k])), 99)}`;
+    process.stderr.write(`bench zookeeper: import passes ${passes.length}: snapshot ms ${share('snapshotMs')}, apply ms ${share('applyMs')}\n`);
   }
   for (const p of [50, 99]) {
     emit(result({
