@@ -47,10 +47,11 @@ export async function startZooKeeperPart(o: { f: Flags; log: Logger; m: Registra
     const owner = `zookeeper@${name}`;
     const source = new ZooKeeperSource({
       session, roots: layout === 'application' ? [] : roots, appRoots, owner: asOwnerId(owner), nameRule: parseNameRule(f.str('zk-service-name')), log,
-      // a refused node: counted, and in the audit trail (`gantry audit drift` lists it) with its path and why
+      // a refused node: counted, and in the audit trail (`gantry audit drift` lists it) with its path and
+      // why; its name is the interface (<root>/<interface>/providers) or the app (<app-root>/<app>)
       onProblem: (path, node, reason) => {
         m.problems.inc({ source: 'zookeeper' });
-        audit?.append(entryFromProblem(owner, 'zookeeper', { container: path, name: path.split('/').at(-2) ?? '', where: node, reason }));
+        audit?.append(entryFromProblem(owner, 'zookeeper', { container: path, name: (path.endsWith('/providers') ? path.split('/').at(-2) : path.split('/').at(-1)) ?? '', where: node, reason }));
       },
     });
     // a provider is there or not: no per-instance check (see CatalogSinkOptions.sourceCheck)

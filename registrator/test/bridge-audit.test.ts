@@ -1,7 +1,7 @@
 // The ZooKeeper bridge and the static-files source as audited writers, against
 // a real Consul, Redis and ZooKeeper: each publishes its heartbeat under
 // gantry/writers/ (the Heartbeat the Docker and Kubernetes parts use); a bad
-// Dubbo node, a Consul service with a bad dubbo.interface and a bad static entry
+// Dubbo node, a bad application-level instance, a Consul service with a bad dubbo.interface and a bad static entry
 // are refusals in the audit stream that `gantry audit drift` lists with where and
 // why; a bridge SIGKILLed leaves its records behind as orphans once its heartbeat lapses.
 import test from 'ava';
@@ -60,6 +60,8 @@ test('ZooKeeper bridge and static files: heartbeats in Consul; bad Dubbo nodes, 
   await c.mkdirp('/dubbo/com.acme.Pay/providers');
   await c.create(`/dubbo/com.acme.Pay/providers/${encodeNodeName('dubbo://10.5.0.1:20880/com.acme.Pay?application=pay&interface=com.acme.Pay&side=provider')}`);
   await c.create('/dubbo/com.acme.Pay/providers/dubbo%3A%2F%2F10.5.0.2%3A1%ZZ');
+  await c.mkdirp('/services/evil');
+  await c.create('/services/evil/i-1', 'ephemeral', '{"address": "10.5.0.4", "port": ');
   await consul.request('PUT', '/v1/agent/service/register', { body: { ID: 'bad-export', Name: 'badexp', Address: '10.5.0.3', Port: 1, Tags: ['dubbo.interface=not a type{{'] } });
   const dir = tempDir('static-audit');
   t.teardown(() => removeDir(dir));
@@ -67,7 +69,7 @@ test('ZooKeeper bridge and static files: heartbeats in Consul; bad Dubbo nodes, 
   writeFileSync(file, JSON.stringify({ services: [{ name: 'ledger', address: '10.5.1.1', port: 9000 }, { name: 'broken', address: '10.5.1.2', port: 'nope' }] }, null, 2));
 
   const g = await startGantry('registrator', [
-    '--docker=false', '--consul-addr', consulEngine.addr, '--zookeeper', zk.connectString, '--zk-name', 'hb', '--zk-leader-ttl', '2s',
+    '--docker=false', '--consul-addr', consulEngine.addr, '--zookeeper', zk.connectString, '--zk-name', 'hb', '--zk-leader-ttl', '2s', '--zk-layout', 'both',
     '--static', dir, '--resync', '2s', '--heartbeat-ttl', '2s', '--audit-redis', redis.url, '--audit-key', KEY,
   ]);
   track('registrator', g);
@@ -84,14 +86,17 @@ test('ZooKeeper bridge and static files: heartbeats in Consul; bad Dubbo nodes, 
   t.true(live.find((b) => b.v.owner === staticOwner)!.v.counts.register >= 1);
 
   // refusals: in the audit stream, listed by drift with where and why
-  const d = await waitUntil('three refusals in the drift report', async () => {
+  const d = await waitUntil('four refusals in the drift report', async () => {
     const r = await drift();
-    return r.report.refused.length >= 3 ? r : undefined;
+    return r.report.refused.length >= 4 ? r : undefined;
   }, { timeoutMs: 30_000 });
   t.is(d.code, 1, 'refusals are drift: exit 1');
-  const zkRefusal = d.report.refused.find((r) => r.source === 'zookeeper');
-  t.like(zkRefusal, { owner: 'zookeeper@hb', origin: '/dubbo/com.acme.Pay/providers' });
+  const zkRefusal = d.report.refused.find((r) => r.source === 'zookeeper' && r.origin.startsWith('/dubbo/'));
+  t.like(zkRefusal, { owner: 'zookeeper@hb', origin: '/dubbo/com.acme.Pay/providers', originName: 'com.acme.Pay' });
   t.true(zkRefusal!.reason.startsWith('/dubbo/com.acme.Pay/providers/dubbo%3A%2F%2F10.5.0.2%3A1%ZZ: bad percent-encoding'), zkRefusal!.reason);
+  const appRefusal = d.report.refused.find((r) => r.source === 'zookeeper' && r.origin.startsWith('/services/'));
+  t.like(appRefusal, { owner: 'zookeeper@hb', origin: '/services/evil', originName: 'evil' });
+  t.true(appRefusal!.reason.startsWith('/services/evil/i-1: data is not JSON'), appRefusal!.reason);
   const exportRefusal = d.report.refused.find((r) => r.source === 'zookeeper-export');
   t.like(exportRefusal, { owner: 'zookeeper-export@hb', originName: 'badexp' });
   t.regex(exportRefusal!.reason, /not a Java type name/);
