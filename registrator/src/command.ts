@@ -14,6 +14,7 @@ import { ConsulAgentSink } from './sinks/consul-agent.ts';
 import type { AuditWriter } from '@gantry/audit';
 import { Heartbeat } from '@gantry/audit/heartbeat';
 import { entryFromProblem } from './audit-entry.ts';
+import { AgentRejoin } from './agent-rejoin.ts';
 import { registratorMetrics } from './metrics.ts';
 import { bridgeFlags } from './sources/zookeeper/flags.ts';
 
@@ -60,6 +61,7 @@ export const registratorFlags: readonly FlagSpec[] = [
   { name: 'audit-key', type: 'string', default: 'gantry:audit', description: 'Redis stream key' },
   { name: 'audit-max-len', type: 'int', default: 100_000, min: 1, description: 'approximate maximum length of the stream' },
   { name: 'audit-buffer', type: 'int', default: 10_000, min: 1, description: 'entries kept while Redis is down (then dropped and counted)' },
+  { name: 'agent-rejoin', type: 'duration', default: '3s', description: 'how often to ask how the Consul servers see this agent\'s node; unreachable or failed (serfHealth critical): ask the agent to join a server (Consul itself retries only every 30 s). Needs agent:write and node:read with ACLs; 0 turns it off' },
   { name: 'heartbeat-ttl', type: 'duration', default: '15s', description: 'TTL of the session holding this writer\'s heartbeat under gantry/writers/ (at least Consul\'s session_ttl_min); 0 turns it off' },
 ];
 
@@ -167,6 +169,15 @@ export const registratorCommand: Command = {
         parts.push({ name: 'docker', reconciler: r, healthy: () => source.connected });
         running.push(r.run(ctx.signal));
         log.info({ owner, node, socket: f.str('docker-socket') }, 'docker source started');
+      }
+
+      if (f.ms('agent-rejoin') > 0) {
+        const rejoin = new AgentRejoin({
+          consul, log, intervalMs: f.ms('agent-rejoin'),
+          onJoin: (ok) => { m.agentJoins.inc({ result: ok ? 'ok' : 'failed' }); m.agentCutOff.set(1); },
+          onRejoined: () => { m.agentCutOff.set(0); for (const p of parts) p.reconciler.trigger('resync', true); },
+        });
+        running.push(rejoin.run(ctx.signal));
       }
 
       if (f.bool('kubernetes')) {

@@ -13,6 +13,8 @@ export function registratorMetrics(registry: Registry) {
     auditWritten: new Counter({ name: 'gantry_audit_entries_written_total', help: 'audit entries written to Redis', registers: [registry] }),
     auditDropped: new Counter({ name: 'gantry_audit_entries_dropped_total', help: 'audit entries dropped because the buffer was full while Redis was down or slow (each entry is written or dropped, exactly once)', registers: [registry] }),
     auditPending: new Gauge({ name: 'gantry_audit_entries_pending', help: 'audit entries waiting for Redis', registers: [registry] }),
+    agentJoins: new Counter({ name: 'gantry_registrator_agent_joins_total', help: 'joins asked of the local Consul agent while the servers did not see it alive (result: ok, failed)', labelNames: ['result'], registers: [registry] }),
+    agentCutOff: new Gauge({ name: 'gantry_registrator_agent_cut_off', help: '1 while the Consul servers cannot be reached through the local agent or call its node failed', registers: [registry] }),
     leader: new Gauge({ name: 'gantry_registrator_leader', help: '1 while this replica holds the leader lock (or runs without one)', registers: [registry] }),
   };
 }

@@ -93,9 +93,19 @@ test.serial('a server SIGSTOPped longer than the election timeout, then resumed:
 
 test.serial('one host\'s link down for 30 s (its instances leave HAProxy), then healed: exact', async (t) => {
   t.timeout(TIMEOUT);
+  const host = stack!.hosts.find((h) => h.node.netns)!;
+  const said = (msg: string): number => host.registrator.logs().filter((l) => l.msg === msg).length;
+  const cut0 = said('the Consul servers do not see this agent alive: asking it to rejoin them until they do');
+  const back0 = said('the Consul servers see this agent alive again; resyncing');
   const r = await partition(stack!, { log: log(t), partitionMs: 30_000 });
   t.true(Number(r.notes.isolated_ms) > 0, 'while cut off, HAProxy served exactly the passing set without the host');
   assertExact(t, r);
+  // the host's registrator saw its agent lose the servers, and saw it reach them again
+  // (by its own join or Consul's 30 s reconnect, whichever came first)
+  t.true(said('the Consul servers do not see this agent alive: asking it to rejoin them until they do') > cut0);
+  t.true(said('the Consul servers see this agent alive again; resyncing') > back0);
+  t.log(host.registrator.logs().filter((l) => String(l.msg).includes('rejoin') || String(l.msg).includes('leader')).slice(-15).map((l) => JSON.stringify(l)).join('\n'));
+  t.log(`joins asked by the registrator: ${await host.registrator.metric('gantry_registrator_agent_joins_total', { result: 'ok' })} ok, ${await host.registrator.metric('gantry_registrator_agent_joins_total', { result: 'failed' })} failed`);
   await assertServing(t, stack!);
 });
 
