@@ -8,21 +8,39 @@
 //   4. 100 % mirroring to a slow mirror: primary requests/s vs mirroring off
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import http from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { result, percentile, nowMs, TWO_CORES, type BenchResult } from './lib.ts';
 import { startConsul, type ConsulEngine } from '../test/harness/engines/consul.ts';
-import { startHAProxy, answeringConfig, globalSection } from '../test/harness/engines/haproxy.ts';
+import { startHAProxy, answeringConfig, globalSection, type HAProxyEngine } from '../test/harness/engines/haproxy.ts';
 import { startGantry, GANTRY_NODE_FLAGS, type GantryProcess } from '../test/harness/gantry.ts';
 import { spawnEngine, freePort, waitUntil, sleep, tcpReady } from '../test/harness/process.ts';
 import { repoRoot } from '../test/harness/bins.ts';
 
 const SECONDS = Number(process.env.GANTRY_BENCH_SECONDS ?? 10);
 const CONNECTIONS = 50;
-const WRK = `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s --latency (one thread: the load generator takes one core)`;
+const WRK = `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s --latency (one thread; the cores it took are measured)`;
 
-interface Wrk { rps: number; p99ms: number; requests: number; errors: number }
+interface Wrk {
+  rps: number; p99ms: number; requests: number; errors: number;
+  /** CPU the wrk process took, in cores (its CPU time over the run's wall time) */
+  wrkCores: number;
+  /** CPU (user + sys) the measured pids took per request, µs */
+  cpuUsPerRequest: number;
+}
+
+const TICK_MS = 10; // USER_HZ is 100 on Linux
+
+/** user + sys CPU of a process so far, ms (NaN once it is gone) */
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * TICK_MS;
+  } catch { return NaN; }
+}
 
 function toMs(v: string): number {
   const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
@@ -30,28 +48,40 @@ function toMs(v: string): number {
   return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
 }
 
-function wrk(port: number, host: string, seconds = SECONDS): Promise<Wrk> {
+/** wrk against port; `pids`: the proxy's processes, whose CPU per request is measured over the run */
+function wrk(port: number, host: string, pids: readonly number[], seconds = SECONDS): Promise<Wrk> {
   return new Promise((resolve, reject) => {
+    const before = pids.map(cpuMs);
+    const t0 = performance.now();
     const child = spawn('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-H', `Host: ${host}`, `http://127.0.0.1:${port}/`]);
+    // wrk's own CPU: its /proc entry is gone once it exits, so the last reading before that
+    let wrkCpu = 0;
+    const poll = setInterval(() => { const v = cpuMs(child.pid!); if (v >= 0) wrkCpu = v; }, 100);
     let out = '';
     child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
     child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
     child.on('error', reject);
     child.on('close', () => {
+      clearInterval(poll);
+      const wallMs = performance.now() - t0;
+      const used = pids.reduce((a, pid, i) => a + cpuMs(pid) - before[i]!, 0);
       const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
       const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+      const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
       resolve({
         rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
         p99ms: toMs(/\n\s+99%\s+(\S+)/.exec(out)?.[1] ?? ''),
-        requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN),
+        requests,
         errors: non2xx + (se ? se.slice(1, 5).map(Number).reduce((a, b) => a + b, 0) : 0),
+        wrkCores: wrkCpu / wallMs,
+        cpuUsPerRequest: (used * 1000) / requests,
       });
     });
   });
 }
 
 async function warm(port: number, host: string): Promise<void> {
-  await wrk(port, host, 2);
+  await wrk(port, host, [], 2);
 }
 
 const put = async (addr: string, path: string, body: unknown): Promise<void> => {
@@ -72,7 +102,8 @@ async function routeReady(adminUrl: string, host: string, want: (t: string) => b
   }, { timeoutMs: 30_000, intervalMs: 20 });
 }
 
-async function throughput(consul: ConsulEngine, upstreamPort: number): Promise<BenchResult[]> {
+async function throughput(consul: ConsulEngine, upstream: HAProxyEngine): Promise<BenchResult[]> {
+  const upstreamPort = upstream.httpPort;
   const haproxy = await startHAProxy({
     config: (p) => `${globalSection(p.dir)}
     nbthread 1
@@ -103,29 +134,38 @@ backend be
     await routeReady(gw.adminUrl, 'bench.gantry.test', () => true);
     await routeReady(gwLog.adminUrl, 'bench.gantry.test', () => true);
     const host = 'bench.gantry.test';
-    const runs: Array<[string, number]> = [['direct', upstreamPort], ['haproxy', haproxy.httpPort], ['http-proxy', hpPort], ['gateway', gw.port], ['gateway-access-log', gwLog.port]];
+    const runs: Array<[string, number, number[]]> = [
+      ['direct', upstreamPort, (await upstream.processes()).workers], ['haproxy', haproxy.httpPort, (await haproxy.processes()).workers],
+      ['http-proxy', hpPort, [hp.pid]], ['gateway', gw.port, [gw.proc.pid]], ['gateway-access-log', gwLog.port, [gwLog.proc.pid]],
+    ];
     const got = new Map<string, Wrk>();
-    for (const [name, port] of runs) {
+    for (const [name, port, pids] of runs) {
       await warm(port, host);
-      got.set(name, await wrk(port, host));
+      got.set(name, await wrk(port, host, pids));
     }
     // a second round, in reverse, so drift in machine load touches every contender alike
-    for (const [name, port] of [...runs].reverse()) {
-      const w = await wrk(port, host);
+    for (const [name, port, pids] of [...runs].reverse()) {
+      const w = await wrk(port, host, pids);
       const prev = got.get(name)!;
-      got.set(name, { rps: (prev.rps + w.rps) / 2, p99ms: Math.max(prev.p99ms, w.p99ms), requests: prev.requests + w.requests, errors: prev.errors + w.errors });
+      got.set(name, {
+        rps: (prev.rps + w.rps) / 2, p99ms: Math.max(prev.p99ms, w.p99ms), requests: prev.requests + w.requests, errors: prev.errors + w.errors,
+        wrkCores: (prev.wrkCores + w.wrkCores) / 2, cpuUsPerRequest: (prev.cpuUsPerRequest * prev.requests + w.cpuUsPerRequest * w.requests) / (prev.requests + w.requests),
+      });
     }
+    const load = loadavg().map((x) => x.toFixed(1)).join(' ');
     const g = got.get('gateway')!;
     const h = got.get('haproxy')!;
     const p = got.get('http-proxy')!;
     const d = got.get('direct')!;
     const gl = got.get('gateway-access-log')!;
-    const notes = (extra: string): string => `${WRK}, 2 rounds averaged (p99: worse of the two); upstream: HAProxy answering 200 itself; HAProxy proxy nbthread 1 (one core, like Node); gateway without access log unless named; errors gw ${g.errors} haproxy ${h.errors} http-proxy ${p.errors}; ${extra}; ${TWO_CORES}`;
+    const cores = [...got].map(([k, w]) => `${k} ${w.wrkCores.toFixed(2)}`).join(', ');
+    const notes = (extra: string): string => `${WRK}, 2 rounds averaged (p99: worse of the two); upstream: HAProxy answering 200 itself; HAProxy proxy nbthread 1 (one core, like Node); gateway without access log unless named; errors gw ${g.errors} haproxy ${h.errors} http-proxy ${p.errors}; ${extra}; ${TWO_CORES}, shared with other work too (load avg ${load} at the end): under contention each process gets a share of the CPU, so requests/s follow CPU per request; wrk took (cores) ${cores}`;
     return [
       result({ suite: 'gateway', metric: 'gateway_rps', value: g.rps, unit: 'req/s', n: g.requests, baseline_metric: 'haproxy_rps', baseline_value: h.rps, notes: notes('target ratio ≥ 0.5') }),
       result({ suite: 'gateway', metric: 'gateway_rps_vs_http_proxy', value: g.rps, unit: 'req/s', n: g.requests, baseline_metric: 'http_proxy_rps', baseline_value: p.rps, notes: notes('target ratio ≥ 2') }),
       result({ suite: 'gateway', metric: 'gateway_rps_vs_direct', value: g.rps, unit: 'req/s', n: g.requests, baseline_metric: 'direct_rps', baseline_value: d.rps, notes: notes('direct: wrk straight at the upstream') }),
       result({ suite: 'gateway', metric: 'gateway_access_log_rps', value: gl.rps, unit: 'req/s', n: gl.requests, baseline_metric: 'gateway_rps', baseline_value: g.rps, notes: notes('the cost of one JSON access-log line per request') }),
+      result({ suite: 'gateway', metric: 'gateway_cpu_us_per_request', value: g.cpuUsPerRequest, unit: 'µs', n: g.requests, baseline_metric: 'haproxy_cpu_us_per_request', baseline_value: h.cpuUsPerRequest, notes: notes(`user+sys CPU of the proxy process(es) over the wrk runs (/proc/<pid>/stat) per request: the figure least moved by machine load; http-proxy ${p.cpuUsPerRequest.toFixed(1)} µs, gateway with access log ${gl.cpuUsPerRequest.toFixed(1)} µs, the upstream alone (direct) ${d.cpuUsPerRequest.toFixed(1)} µs`) }),
       result({ suite: 'gateway', metric: 'gateway_p99', value: g.p99ms, unit: 'ms', n: g.requests, baseline_metric: 'haproxy_p99', baseline_value: h.p99ms, notes: notes('target ratio ≤ 2') }),
       result({ suite: 'gateway', metric: 'http_proxy_p99', value: p.p99ms, unit: 'ms', n: p.requests, baseline_metric: 'haproxy_p99', baseline_value: h.p99ms, notes: notes('node http-proxy for comparison') }),
       result({ suite: 'gateway', metric: 'direct_p99', value: d.p99ms, unit: 'ms', n: d.requests, baseline_metric: 'haproxy_p99', baseline_value: h.p99ms, notes: notes('the upstream alone') }),
@@ -209,10 +249,10 @@ async function mirroring(consul: ConsulEngine): Promise<BenchResult[]> {
     await put(consul.addr, '/v1/kv/gantry/gateway/policy/bench', {});
     await routeReady(gw.adminUrl, 'bench.gantry.test', (t) => !t.includes('"service":"slowmirror","percent"'));
     await warm(gw.port, 'bench.gantry.test');
-    const off = await wrk(gw.port, 'bench.gantry.test');
+    const off = await wrk(gw.port, 'bench.gantry.test', [gw.proc.pid]);
     await put(consul.addr, '/v1/kv/gantry/gateway/policy/bench', { mirror: { service: 'slowmirror', percent: 100 } });
     await routeReady(gw.adminUrl, 'bench.gantry.test', (t) => t.includes('"mirror":{"service":"slowmirror","percent":100}'));
-    const on = await wrk(gw.port, 'bench.gantry.test');
+    const on = await wrk(gw.port, 'bench.gantry.test', [gw.proc.pid]);
     const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
     const sum = (name: string): number => metrics.split('\n').filter((l) => l.startsWith(name)).reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
     return [result({
@@ -231,7 +271,7 @@ export async function run(): Promise<BenchResult[]> {
   const upstream = await startHAProxy({ config: (p) => answeringConfig(p.dir, p.httpPort, { status: 200, body: 'hello-from-the-upstream' }) });
   try {
     const out: BenchResult[] = [];
-    out.push(...await throughput(consul, upstream.httpPort));
+    out.push(...await throughput(consul, upstream));
     out.push(...await bigTable());
     out.push(...await canaryChange(consul, upstream.httpPort));
     out.push(...await mirroring(consul));

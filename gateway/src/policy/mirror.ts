@@ -3,7 +3,8 @@
 // been read (the primary streams it meanwhile), within a bounded number of
 // mirrors in flight and a bounded body buffer; anything over a bound is dropped
 // and counted, never queued.
-import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import { Agent, type Dispatcher } from 'undici';
 
 export interface MirrorOptions {
   maxInflight: number;
@@ -19,19 +20,20 @@ export interface MirrorEvents {
 }
 
 export interface MirrorTarget {
-  address: string;
-  port: number;
+  /** proto://address:port */
+  key: string;
 }
 
 export class Mirror {
   private inflight = 0;
-  private readonly agent: http.Agent;
+  private readonly agent: Agent;
   private readonly o: MirrorOptions;
   private readonly ev: MirrorEvents;
   constructor(o: MirrorOptions, ev: MirrorEvents) {
     this.o = o;
     this.ev = ev;
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: o.maxInflight, maxFreeSockets: o.maxInflight, timeout: o.timeoutMs });
+    // undici, as the primary's data path: no response stream per copy (a discarding handler)
+    this.agent = new Agent({ connections: o.maxInflight, pipelining: 1, headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs, connect: { timeout: o.timeoutMs } });
   }
 
   get inFlight(): number { return this.inflight; }
@@ -45,12 +47,16 @@ export class Mirror {
     const release = (): void => { if (!released) { released = true; this.inflight--; } };
     const send = (body: Buffer | undefined): void => {
       const h: OutgoingHttpHeaders = { ...headers };
-      if (body) { delete h['transfer-encoding']; h['content-length'] = body.length; }
-      const up = http.request({ host: target.address, port: target.port, method: req.method, path, headers: h, agent: this.agent, setHost: false, timeout: this.o.timeoutMs });
-      up.on('response', (r) => { r.resume(); r.on('end', release); r.on('error', release); r.on('close', release); this.ev.onSent(service); });
-      up.on('timeout', () => up.destroy(new Error('mirror timeout')));
-      up.on('error', () => { release(); this.ev.onDrop(service, 'error'); });
-      up.end(body);
+      if (body) { delete h['transfer-encoding']; h['content-length'] = String(body.length); }
+      const handler: Dispatcher.DispatchHandler = {
+        // undici wants every one of these (the answer is discarded)
+        onRequestStart: () => undefined,
+        onResponseStart: () => undefined,
+        onResponseData: () => undefined,
+        onResponseEnd: () => { release(); this.ev.onSent(service); },
+        onResponseError: () => { if (!released) { release(); this.ev.onDrop(service, 'error'); } },
+      };
+      this.agent.dispatch({ origin: target.key, method: req.method!, path, headers: h as Record<string, string | string[]>, body: body ?? null }, handler);
     };
     if (!hasBody) { send(undefined); return; }
     const chunks: Buffer[] = [];
@@ -71,5 +77,5 @@ export class Mirror {
     req.once('close', () => { if (!req.complete && !released) { req.off('data', onData); release(); this.ev.onDrop(service, 'aborted'); } });
   }
 
-  close(): void { this.agent.destroy(); }
+  close(): void { void this.agent.destroy().catch(() => undefined); }
 }
