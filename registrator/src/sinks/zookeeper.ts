@@ -78,8 +78,28 @@ export class ZooKeeperSink implements Sink {
     return () => {
       if (gen !== s.generation) return;
       this.watchedPaths.delete(providers);
-      this.signal.poke();
+      void this.missingOurs(providers, gen);
     };
+  }
+
+  /**
+   * A providers list we wrote into changed: a full pass only when a node this
+   * session created is missing (deleted by someone else). Our own creations fire
+   * the same watch; taken for a change, each cost a full pass (every providers
+   * list read back, Consul read again) right behind the change it made.
+   */
+  private async missingOurs(providers: string, gen: number): Promise<void> {
+    const s = this.o.session;
+    try {
+      const names = new Set((await s.children(providers, this.watch(providers))) ?? []);
+      const prefix = `${providers}/`;
+      for (const [path, g] of this.created) {
+        if (g === gen && path.startsWith(prefix) && !names.has(path.slice(prefix.length))) { this.signal.poke(); return; }
+      }
+    } catch {
+      this.watchedPaths.delete(providers); // not re-armed: the full pass lists it again
+      this.signal.poke();
+    }
   }
 
   async owned(owner: OwnerId): Promise<ServiceInstance[]> {
