@@ -61,7 +61,11 @@ export function computeDrift(records: ServiceRecord[], owners: Map<string, Owner
   const passingTrail = new Map<string, { passing: Set<string>; noneSince: string | null }>();
   const statusChanges = new Map<string, { service: string; instance: string; n: number }>();
   const refused: DriftReport['refused'] = [];
-  const hourAgo = now - 3_600_000;
+  // the writer's times are toISOString() (24 characters, UTC): compared as text, no Date.parse
+  // per entry; any other form is parsed
+  const hourAgoMs = now - 3_600_000;
+  const hourAgo = new Date(hourAgoMs).toISOString();
+  const recent = (t: string): boolean => (t.length === 24 && t.endsWith('Z') ? t >= hourAgo : Date.parse(t) >= hourAgoMs);
   for (const e of entries) {
     if (e.instance) lastByInstance.set(e.instance, e);
     if (e.service && e.instance && (e.action === 'register' || e.action === 'update' || e.action === 'status' || e.action === 'deregister') && e.ok !== 'false') {
@@ -73,7 +77,7 @@ export function computeDrift(records: ServiceRecord[], owners: Map<string, Owner
       if (p.passing.size) p.noneSince = null;
       else p.noneSince ??= e.time;
     }
-    if (e.action === 'status' && Date.parse(e.time) >= hourAgo) {
+    if (e.action === 'status' && recent(e.time)) {
       const k = `${e.service}\u0000${e.instance}`;
       const s = statusChanges.get(k);
       if (s) s.n++; else statusChanges.set(k, { service: e.service, instance: e.instance, n: 1 });

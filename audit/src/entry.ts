@@ -32,11 +32,14 @@ const KNOWN: ReadonlySet<string> = new Set(AUDIT_FIELDS);
  * Redis stream field list → entry (unknown fields ignored, missing ones empty). The drift
  * report reads tens of thousands: one object of one shape, no intermediate arrays.
  */
-export function entryFromFields(fields: string[]): AuditEntry {
-  const e: AuditEntry = { time: '', owner: '', action: '', service: '', instance: '', source: '', origin: '', originName: '', image: '', host: '', reason: '', ok: '', error: '', status: '', detail: '' };
+export function entryFromFields(fields: string[]): AuditEntry;
+export function entryFromFields(fields: string[], id: string): AuditEntry & { id: string };
+export function entryFromFields(fields: string[], id?: string): AuditEntry {
+  const e: AuditEntry & { id?: string } = { time: '', owner: '', action: '', service: '', instance: '', source: '', origin: '', originName: '', image: '', host: '', reason: '', ok: '', error: '', status: '', detail: '' };
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const k = fields[i]!;
     if (KNOWN.has(k)) e[k as keyof AuditEntry] = fields[i + 1]!;
   }
+  if (id !== undefined) e.id = id;
   return e;
 }

@@ -25,13 +25,13 @@ export async function readAudit(o: ReadOptions): Promise<Array<AuditEntry & { id
     for (;;) {
       const page = await redis.xrange(o.key, from, '+', 'COUNT', PAGE);
       for (const [id, fields] of page) {
-        const e = entryFromFields(fields);
-        if (!o.service || e.service === o.service) out.push({ id, ...e });
+        const e = entryFromFields(fields, id);
+        if (!o.service || e.service === o.service) out.push(e);
       }
       if (page.length < PAGE) break;
       from = `(${page[page.length - 1]![0]}`;
     }
-    return out.slice(-limit);
+    return out.length > limit ? out.slice(-limit) : out;
   } finally {
     redis.disconnect();
   }
