@@ -13,7 +13,7 @@ import { describe, escapeLogField, errorMessage, mapLimit, type Logger, type Own
 import type { Source } from '../../reconciler.ts';
 import { ChangeSignal } from '../../changes.ts';
 import { parseProviderNode } from './dubbo-url.ts';
-import { providerToInstance, type NameRule } from './mapping.ts';
+import { providerToInstance, type NameRule, type ProviderResult } from './mapping.ts';
 import { appInstanceToInstance } from './app-instance.ts';
 import type { ZkSession, Watcher } from './session.ts';
 
@@ -54,6 +54,8 @@ export class ZooKeeperSource implements Source {
   private readonly reported = new Map<string, string>();
   /** set by every (re)connect: the next pass lists everything */
   private needFull = true;
+  /** providers path → node name → the instance (or why not) it made, as of the last listing */
+  private readonly parsed = new Map<string, Map<string, ProviderResult>>();
   /** application layout: instance node → its data, while its data watch is armed in this session */
   private readonly appData = new Map<string, Buffer | undefined>();
 
@@ -116,15 +118,21 @@ export class ZooKeeperSource implements Source {
     if (names === undefined) return [];
     const out: ServiceInstance[] = [];
     const problems: Array<{ where: string; reason: string }> = [];
+    // a node name always makes the same result: only names new since the last listing are parsed
+    const before = this.parsed.get(path);
+    const now = new Map<string, ProviderResult>();
     for (const name of names) {
-      const where = `${path}/${escapeLogField(name, 120)}`;
-      const parsed = parseProviderNode(name);
-      if (!parsed.ok) { problems.push({ where, reason: parsed.reason }); continue; }
-      const r = providerToInstance(parsed.url, { owner: this.o.owner, path, nameRule: this.o.nameRule });
+      let r = before?.get(name);
+      if (!r) {
+        const parsed = parseProviderNode(name);
+        r = parsed.ok ? providerToInstance(parsed.url, { owner: this.o.owner, path, nameRule: this.o.nameRule }) : { kind: 'error', reason: parsed.reason };
+      }
+      now.set(name, r);
       if (r.kind === 'instance') out.push(r.instance);
       else if (r.kind === 'skip') this.o.onSkipped?.(r.reason);
-      else problems.push({ where, reason: r.reason });
+      else problems.push({ where: `${path}/${escapeLogField(name, 120)}`, reason: r.reason });
     }
+    if (now.size) this.parsed.set(path, now); else this.parsed.delete(path);
     this.reportProblems(path, problems);
     return out;
   }
@@ -169,6 +177,8 @@ export class ZooKeeperSource implements Source {
       if (list.length) next.set(p, list);
     });
     if (gen !== s.generation) throw new Error('zookeeper session changed during the listing; listing again');
+    const listed = new Set(paths);
+    for (const p of this.parsed.keys()) if (!listed.has(p)) this.parsed.delete(p);
     this.providers = next;
     this.listedGen = gen;
     this.o.log.debug({ interfaces: paths.length, providers: [...next.values()].reduce((n, l) => n + l.length, 0), ms: Math.round(performance.now() - t0) }, 'zookeeper: full listing');
