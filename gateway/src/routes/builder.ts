@@ -168,13 +168,13 @@ export class TableBuilder {
         // copy-on-write: the previous table keeps its own maps
         const hosts = new CowMap(this.hosts);
         const cloned = new Set<PathIndex>();
-        for (const rk of dirty) this.applyRoute(hosts, cloned, rk);
+        for (const rk of dirty) this.applyRoute(hosts, cloned, rk, this.routeContribs.get(rk));
         this.hosts = hosts;
       }
       rebuilt = dirty.size;
     } else {
       const cloned = new Set<PathIndex>();
-      for (const rk of this.routeContribs.keys()) this.applyRoute(this.hosts, cloned, rk);
+      for (const [rk, list] of this.routeContribs) this.applyRoute(this.hosts, cloned, rk, list);
       rebuilt = this.routeContribs.size;
     }
     const removed: string[] = [];
@@ -253,11 +253,10 @@ export class TableBuilder {
   }
 
   /** rebuilds one route (or removes it) in hosts, cloning a shared path index once */
-  private applyRoute(hosts: CowMap<HostEntry>, cloned: Set<PathIndex>, rk: string): void {
-    const list = this.routeContribs.get(rk);
-    const slash = rk.indexOf('/');
-    const host = rk.slice(0, slash);
-    const path = rk.slice(slash);
+  private applyRoute(hosts: CowMap<HostEntry>, cloned: Set<PathIndex>, rk: string, list: Contribution[] | undefined): void {
+    const slash = list ? -1 : rk.indexOf('/');
+    const host = list ? list[0]!.spec.host : rk.slice(0, slash);
+    const path = list ? list[0]!.spec.path : rk.slice(slash);
     const route = list ? this.route(host, path, list) : undefined;
     const had = hosts.get(host);
     if (had === undefined) {

@@ -40,11 +40,14 @@ export class CowMap<V> {
     return m!;
   }
 
-  set(k: string, v: V): void {
+  /** true when the key is new */
+  set(k: string, v: V): boolean {
     const m = this.writable(shardOf(k));
     const before = m.size;
     m.set(k, v);
-    this.count += m.size - before;
+    if (m.size === before) return false;
+    this.count++;
+    return true;
   }
 
   delete(k: string): boolean {

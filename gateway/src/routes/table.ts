@@ -62,12 +62,10 @@ export class PathIndex {
   get size(): number { return this.byPrefix.size; }
   routes(): IterableIterator<Route> { return this.byPrefix.values(); }
   set(r: Route): void {
-    if (!this.byPrefix.has(r.path)) {
-      const n = this.lengthCount.get(r.path.length) ?? 0;
-      this.lengthCount.set(r.path.length, n + 1);
-      if (n === 0) this.lengths = [...this.lengthCount.keys()].sort((a, b) => b - a);
-    }
-    this.byPrefix.set(r.path, r);
+    if (!this.byPrefix.set(r.path, r)) return;
+    const n = this.lengthCount.get(r.path.length) ?? 0;
+    this.lengthCount.set(r.path.length, n + 1);
+    if (n === 0) this.lengths = [...this.lengthCount.keys()].sort((a, b) => b - a);
   }
   delete(path: string): void {
     if (!this.byPrefix.delete(path)) return;

@@ -103,33 +103,48 @@ function parseUrlprefix(body: string, tag: string): RouteSpec | string {
  * label) always; then each urlprefix-, host and path tag.
  */
 export function routeSpecs(service: string, tags: readonly string[], meta: Readonly<Record<string, string>>, o: TagOptions): TagResult {
+  const d = derivedOf(o);
   const specs: RouteSpec[] = [];
-  const errors: string[] = [];
-  // most names already are DNS labels: no need for the escaper's normalisation
-  const label = LABEL_RE.test(service) ? { ok: true, value: service, changed: false } : escapeDnsLabel(service);
-  if (label.ok && !label.changed) specs.push({ host: `${label.value}.${o.domain}`, path: '/', key: `${label.value}.${o.domain}/`, strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false });
-  else errors.push(`service ${describe(service)} is not a DNS label: no ${o.domain} name (routes from its tags still apply)`);
-  const hostEq = `${o.hostTag}=`;
-  const pathEq = `${o.pathTag}=`;
-  const hostMeta = meta[o.hostTag.replace(/\./g, '-')];
-  const hosts = hostMeta ? [hostMeta] : [];
+  let errors = NO_ERRORS;
+  const err = (e: string): void => { if (errors === NO_ERRORS) errors = []; errors.push(e); };
+  // most names already are DNS labels (LABEL_RE): no need for the escaper's normalisation
+  const label = LABEL_RE.test(service) ? undefined : escapeDnsLabel(service);
+  if (!label || (label.ok && !label.changed)) {
+    const host = service + d.dotDomain;
+    specs.push({ host, path: '/', key: `${host}/`, strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false });
+  } else err(`service ${describe(service)} is not a DNS label: no ${o.domain} name (routes from its tags still apply)`);
+  const { hostEq, pathEq } = d;
+  const hostMeta = meta[d.hostMetaKey];
+  let hosts = hostMeta ? [hostMeta] : undefined;
   for (const tag of tags) {
     if (tag.startsWith(o.prefix)) {
       const r = parseUrlprefix(tag.slice(o.prefix.length), tag);
-      if (typeof r === 'string') errors.push(r);
+      if (typeof r === 'string') err(r);
       else specs.push(r);
     } else if (tag.startsWith(hostEq)) {
-      hosts.push(tag.slice(hostEq.length));
+      (hosts ??= []).push(tag.slice(hostEq.length));
     } else if (tag.startsWith(pathEq)) {
       const p = tag.slice(pathEq.length);
-      if (!validPath(p)) errors.push(`tag ${describe(tag)}: ${describe(p)} is not a URL path`);
+      if (!validPath(p)) err(`tag ${describe(tag)}: ${describe(p)} is not a URL path`);
       else specs.push({ host: o.domain, path: p, key: o.domain + p, strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false });
     }
   }
-  for (const raw of hosts) {
+  for (const raw of hosts ?? []) {
     const h = normalizeHost(raw);
-    if (!h) errors.push(`${o.hostTag} ${describe(raw)} of ${describe(service)} is not a DNS name`);
+    if (!h) err(`${o.hostTag} ${describe(raw)} of ${describe(service)} is not a DNS name`);
     else specs.push({ host: h, path: '/', key: `${h}/`, strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false });
   }
   return { specs, errors };
 }
+
+/** options-derived strings, computed once per options object */
+interface Derived { dotDomain: string; hostEq: string; pathEq: string; hostMetaKey: string }
+const derived = new WeakMap<TagOptions, Derived>();
+function derivedOf(o: TagOptions): Derived {
+  let d = derived.get(o);
+  if (!d) derived.set(o, d = { dotDomain: `.${o.domain}`, hostEq: `${o.hostTag}=`, pathEq: `${o.pathTag}=`, hostMetaKey: o.hostTag.replace(/\./g, '-') });
+  return d;
+}
+
+/** shared by every result without errors (read only) */
+const NO_ERRORS = Object.freeze([]) as unknown as string[];
