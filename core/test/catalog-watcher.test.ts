@@ -7,7 +7,7 @@ import test from 'ava';
 import { CatalogWatcher, createConsul, createLogger, type CatalogSnapshot } from '../src/index.ts';
 import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
 import { manageEngines } from '../../test/harness/ava.ts';
-import { waitUntil, sleep } from '../../test/harness/process.ts';
+import { waitUntil } from '../../test/harness/process.ts';
 import { register, setCheck, deregister, kvPut } from '../../test/harness/consul-catalog.ts';
 
 const track = manageEngines(test);
@@ -40,8 +40,8 @@ test('300 services: two blocking queries, no request per service while idle; a n
     t.true((startup.get('service') ?? 0) < 5, `service fetches at start: ${startup.get('service')}`);
     t.true((startup.get('node') ?? 0) <= 4, `node fetches at start: ${startup.get('node')}`);
 
-    // idle: blocking queries renew (wait 1s), nothing else is asked
-    await sleep(3500);
+    // idle: blocking queries renew (wait 1s), nothing else is asked — counted over three renewals
+    await waitUntil('three renewals of the catalog query', async () => (counts.get('catalog') ?? 0) - (startup.get('catalog') ?? 0) >= 3, { timeoutMs: 20_000, intervalMs: 50 });
     const idle = new Map([...counts].map(([k, v]) => [k, v - (startup.get(k) ?? 0)]));
     t.deepEqual([...idle.entries()].filter(([, v]) => v > 0).map(([k]) => k).sort(), ['catalog', 'health']);
     t.true((idle.get('catalog') ?? 0) <= 6 && (idle.get('health') ?? 0) <= 6, JSON.stringify([...idle]));
@@ -134,7 +134,8 @@ test('Consul away: the last data stays; back with a reset index: the watcher fol
     const version = w.snapshot()!.version;
     const oldIndex = BigInt(w.snapshot()!.indexes.catalog);
     await consul.kill();
-    await sleep(1500);
+    // the watcher has met the outage (its error is set): the snapshot it serves must be the old one
+    await until('the outage seen', w, () => w.lastError !== undefined && w.lastError !== null);
     t.is(w.snapshot()!.version, version);
     t.is(w.snapshot()!.services.get('old')?.length, 20);
     t.truthy(w.lastError);

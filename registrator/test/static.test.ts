@@ -11,7 +11,7 @@ import { createConsul, type ConsulClient } from '@gantry/core';
 import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
 import { startGantry } from '../../test/harness/gantry.ts';
 import { manageEngines } from '../../test/harness/ava.ts';
-import { waitUntil, sleep, tempDir, removeDir } from '../../test/harness/process.ts';
+import { waitUntil, tempDir, removeDir } from '../../test/harness/process.ts';
 
 const track = manageEngines(test);
 let consulEngine: ConsulEngine;
@@ -78,7 +78,7 @@ test('static files: JSON and YAML applied and watched; invalid entries reported 
   writeFileSync(json, '{"services": [{"name": "billing", "id": "billing-1", "addr');
   await waitUntil('parse problem logged', async () => g.logs().some((l) => String(l.msg).startsWith(`static: ${json}:1:`) && String(l.problem).includes('does not parse')));
   writeFileSync(json, '');
-  await sleep(1500);
+  await waitUntil('empty file reported', async () => g.logs().some((l) => String(l.msg).startsWith(`static: ${json}:1:1:`) && String(l.problem).startsWith('empty file')));
   t.deepEqual(await ids(), ['billing-1', 'ledger-10.3.1.1-9000'], 'a half-written file keeps what it said before');
   writeFileSync(json, JSON.stringify({ service: { name: 'billing', id: 'billing-3', address: '10.3.0.7', port: 8081 } }));
   await waitUntil('completed write applied', async () => (await ids()).join() === 'billing-3,ledger-10.3.1.1-9000', { timeoutMs: 10_000 });

@@ -71,10 +71,11 @@ test.serial('passing instances tagged dubbo.interface become provider nodes in D
   await register('pay-1', 'pay', '10.5.0.3', 20881, { meta: { 'dubbo-interface': 'com.acme.Pay', 'dubbo-protocol': 'tri', 'dubbo-group': 'g1' } });
   await register('imported', 'from-zk', '10.5.0.4', 1, { tags: ['dubbo.interface=com.acme.Loop'], meta: { 'gantry-source': 'zookeeper' } });
   await register('bad', 'bad', '10.5.0.5', 1, { tags: ['dubbo.interface=com/acme{{x}}'] });
-  const { session } = await startBridge(t);
+  const { session, reconciler } = await startBridge(t);
 
   const orders = await waitUntil('Orders exported', async () => { const l = await providers('com.acme.Orders'); return l.length ? l : undefined; }, { timeoutMs: 20_000 });
-  await sleep(300);
+  // the first pass is over: whatever it was to export is exported
+  await waitUntil('the first export pass over', async () => reconciler.passCount >= 1, { timeoutMs: 20_000 });
   t.is((await providers('com.acme.Orders')).length, 1, 'the critical instance is not exported');
   const o = orders[0]!;
   t.like(o.url, { protocol: 'dubbo', host: '10.5.0.1', port: 20880, path: 'com.acme.Orders' });

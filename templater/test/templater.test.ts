@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { startRedis } from '../../test/harness/engines/redis.ts';
-import { waitUntil, sleep } from '../../test/harness/process.ts';
+import { waitUntil } from '../../test/harness/process.ts';
 import { register, deregister, setCheck, namedServer, get, gantryArgs, startTemplater } from './helpers.ts';
 import { startStack, vipsOnLo } from './stack.ts';
 
@@ -216,7 +216,10 @@ test('Consul down: the last config keeps serving; Consul back empty: refused; se
     const h = await (await fetch(`${await st.templater.adminUrl()}/healthz`)).json() as { consul: { lastError: string | null } };
     return h.consul.lastError !== null;
   }, { timeoutMs: 20_000 });
-  await sleep(1000);
+  // and again after that: the outage has lasted through the watcher's retries, nothing rendered
+  const errors = async (): Promise<number> => [...(await (await fetch(`${await st.templater.adminUrl()}/metrics`)).text()).matchAll(/^gantry_templater_consul_errors_total\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  const seen = await errors();
+  await waitUntil('more failed Consul requests', async () => (await errors()) > seen, { timeoutMs: 20_000 });
   t.is((await get(port, 'orders.gantry.test')).body, 'a');
   t.is(readFileSync(st.haproxy.cfgFile, 'utf8'), cfg);
   t.is(readFileSync(st.hostsFile, 'utf8'), hosts);
