@@ -20,7 +20,7 @@ export function kvPath(key: string): string {
 export function kvClient(addr: () => string, token?: string): Kv {
   const headers = (): Record<string, string> => (token ? { 'x-consul-token': token } : {});
   const call = async (method: string, path: string, body?: string | Buffer): Promise<Response> => {
-    const res = await fetch(`${addr()}${path}`, { method, body, headers: headers(), signal: AbortSignal.timeout(20_000) });
+    const res = await fetch(`${addr()}${path}`, { method, body, headers: headers(), signal: AbortSignal.timeout(60_000) });
     if (!res.ok && res.status !== 404) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
     return res;
   };

@@ -149,6 +149,7 @@ test('Runtime API: fill, empty and add server slots without a reload; the server
   const r1 = await rt.apply([{ backend: 'be', slots: [slot('s1'), slot('s2', a)] }]);
   t.true(r1.commands > 0);
   t.is((await get(port, 'x')).body, 'a');
+  await rt.saved(); // the state file is written off the change's path
   t.regex(readFileSync(stateFile, 'utf8'), new RegExp(`be 2 s2 127\\.0\\.0\\.1 2 \\d+ .* ${a.port} `));
 
   // the same again: nothing to do

@@ -30,9 +30,16 @@ export async function namedServer(name: string, address = '127.0.0.1'): Promise<
 }
 
 /** GET through HAProxy with a Host header; status and body, or the error */
-export async function get(port: number, host: string, path = '/', bindAddr = '127.0.0.1'): Promise<{ status: number; body: string }> {
+export function get(port: number, host: string, path = '/', bindAddr = '127.0.0.1'): Promise<{ status: number; body: string }> {
+  return send(port, 'GET', host, { path, bindAddr });
+}
+
+/** any method through HAProxy with a Host header (a body for POST and the like); status and body, or the error */
+export async function send(port: number, method: string, host: string, o: { path?: string; bindAddr?: string; body?: string; timeoutMs?: number } = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: bindAddr, port, path, headers: { host, connection: 'close' }, agent: false, timeout: 5000 }, (res) => {
+    const headers: Record<string, string> = { host, connection: 'close' };
+    if (o.body !== undefined) headers['content-length'] = String(Buffer.byteLength(o.body));
+    const req = http.request({ host: o.bindAddr ?? '127.0.0.1', port, path: o.path ?? '/', method, headers, agent: false, timeout: o.timeoutMs ?? 5000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => { body += d; });
@@ -40,7 +47,7 @@ export async function get(port: number, host: string, path = '/', bindAddr = '12
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
-    req.end();
+    req.end(o.body);
   });
 }
 

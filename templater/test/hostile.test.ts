@@ -15,7 +15,7 @@ import { startStack } from './stack.ts';
 const track = manageEngines(test);
 
 const KEYWORDS = new Set(['global', 'log', 'master-worker', 'mworker-max-reloads', 'hard-stop-after', 'maxconn', 'stats', 'server-state-file', 'defaults', 'mode',
-  'option', 'retries', 'timeout', 'load-server-state-from-file', 'default-server', 'frontend', 'bind', 'http-request', 'acl', 'use_backend', 'default_backend',
+  'option', 'retries', 'retry-on', 'timeout', 'load-server-state-from-file', 'default-server', 'frontend', 'bind', 'http-request', 'acl', 'use_backend', 'default_backend',
   'backend', 'balance', 'server', 'listen']);
 const TEN_K = `k${'x'.repeat(10 * 1024)}`;
 const HOSTILE = [

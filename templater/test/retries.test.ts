@@ -5,7 +5,7 @@ import test from 'ava';
 import http from 'node:http';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { waitUntil } from '../../test/harness/process.ts';
-import { register, namedServer } from './helpers.ts';
+import { register, namedServer, send } from './helpers.ts';
 import { startStack } from './stack.ts';
 
 const track = manageEngines(test);
@@ -18,20 +18,6 @@ async function dyingServer(): Promise<{ port: number; requests: string[]; close(
   return { port: (srv.address() as { port: number }).port, requests, close: () => new Promise<void>((r) => { srv.closeAllConnections(); srv.close(() => r()); }) };
 }
 
-function send(port: number, method: string, host: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: '/', method, headers: { host, connection: 'close', 'content-length': method === 'POST' ? '2' : '0' }, agent: false, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end(method === 'POST' ? '{}' : undefined);
-  });
-}
-
 test('an instance that closes mid-request: a GET is answered by the other instance, a POST is not replayed (502)', async (t) => {
   const st = await startStack(t, track);
   const good = await namedServer('good');
@@ -42,14 +28,14 @@ test('an instance that closes mid-request: a GET is answered by the other instan
   const port = st.haproxy.httpPort;
   // both instances in HAProxy: the dying one has been sent a request
   await waitUntil('both instances served', async () => {
-    for (let i = 0; i < 4; i++) await send(port, 'GET', 'pay.gantry.test').catch(() => undefined);
+    for (let i = 0; i < 4; i++) await send(port, 'GET', 'pay.gantry.test', { timeoutMs: 10_000 }).catch(() => undefined);
     return dying.requests.length > 0 && good.hits > 0;
   }, { timeoutMs: 20_000 });
 
   // round robin sends every other request to the dying instance: 20 GETs, every one answered by good
   const gets: number[] = [];
   for (let i = 0; i < 20; i++) {
-    const r = await send(port, 'GET', 'pay.gantry.test');
+    const r = await send(port, 'GET', 'pay.gantry.test', { timeoutMs: 10_000 });
     gets.push(r.status);
     t.is(r.body, 'good');
   }
@@ -59,7 +45,7 @@ test('an instance that closes mid-request: a GET is answered by the other instan
 
   // a POST that reaches the dying instance fails rather than running twice
   const posts: number[] = [];
-  for (let i = 0; i < 6; i++) posts.push((await send(port, 'POST', 'pay.gantry.test')).status);
+  for (let i = 0; i < 6; i++) posts.push((await send(port, 'POST', 'pay.gantry.test', { body: '{}', timeoutMs: 10_000 })).status);
   const postsToDying = dying.requests.filter((m) => m === 'POST').length;
   t.true(postsToDying > 0, 'some POSTs reached the dying instance');
   t.is(posts.filter((s) => s === 502).length, postsToDying, 'each POST the dying instance took is a 502, never replayed on the other');

@@ -9,6 +9,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { startClusterStack, SERVICE, type ClusterStack } from '../harness/cluster-stack.ts';
 import { leaderKill, agentKillEmpty, serverFreeze, partition, redisMasterKill, partsKill, auditCheck, type CaseResult } from '../harness/cluster-chaos.ts';
+import { waitUntil } from '../harness/process.ts';
 
 let stack: ClusterStack | undefined;
 const TIMEOUT = 360_000;
@@ -103,6 +104,8 @@ test.serial('one host\'s link down for 30 s (its instances leave HAProxy), then 
   // the host's registrator saw its agent lose the servers, and saw it reach them again
   // (by its own join or Consul's 30 s reconnect, whichever came first)
   t.true(said('the Consul servers do not see this agent alive: asking it to rejoin them until they do') > cut0);
+  // its next check (every 3 s) sees the node alive: wait for that line rather than race it
+  await waitUntil('the registrator sees its agent alive again', async () => said('the Consul servers see this agent alive again; resyncing') > back0, { timeoutMs: 20_000 });
   t.true(said('the Consul servers see this agent alive again; resyncing') > back0);
   t.log(host.registrator.logs().filter((l) => String(l.msg).includes('rejoin') || String(l.msg).includes('leader')).slice(-15).map((l) => JSON.stringify(l)).join('\n'));
   t.log(`joins asked by the registrator: ${await host.registrator.metric('gantry_registrator_agent_joins_total', { result: 'ok' })} ok, ${await host.registrator.metric('gantry_registrator_agent_joins_total', { result: 'failed' })} failed`);

@@ -167,10 +167,21 @@ export class RuntimeApi {
     await this.saving;
   }
 
-  /** `show servers state` into the server-state-file (atomically) */
-  async saveState(): Promise<void> {
-    if (!this.stateFile) return;
-    const { text } = await this.serversState();
-    await writeFileAtomic(this.stateFile, text);
+  /** writes in call order: a scheduled save still under way can never land after a later one */
+  private writes: Promise<void> = Promise.resolve();
+
+  /**
+   * `show servers state` into the server-state-file (atomically), after any write already asked
+   * for: the reload path awaits this, so the file it reloads from is the state of this moment.
+   */
+  saveState(): Promise<void> {
+    if (!this.stateFile) return Promise.resolve();
+    const file = this.stateFile;
+    const p = this.writes.then(async () => {
+      const { text } = await this.serversState();
+      await writeFileAtomic(file, text);
+    });
+    this.writes = p.catch(() => undefined);
+    return p;
   }
 }
