@@ -96,16 +96,31 @@ class Attempt implements Dispatcher.DispatchHandler {
     if (this.clientGone) controller.abort(new ClientGone('client closed the connection'));
   }
 
+  /**
+   * The upstream's status and headers, held until its first body byte (or its end): an upstream
+   * that dies between its headers and its body (busybox httpd writes them apart; a container
+   * killed in between) has sent the client nothing yet, so the request can still be retried.
+   */
+  private head: { status: number; headers: OutgoingHttpHeaders } | undefined;
+
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     this.controller = controller;
     if (statusCode < 200 || this.done) return; // 1xx: the client's own server answers 100-continue
-    this.status = statusCode;
+    this.head = { status: statusCode, headers: clientResponseHeaders(headers, this.requestId) };
+  }
+
+  /** the held head goes to the client: from here on nothing else can be sent */
+  private commit(): void {
+    if (!this.head) return;
+    this.status = this.head.status;
     this.responded = true;
-    this.res.writeHead(statusCode, clientResponseHeaders(headers, this.requestId));
+    this.res.writeHead(this.head.status, this.head.headers);
+    this.head = undefined;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.done) return;
+    this.commit();
     if (!this.res.write(chunk)) {
       controller.pause();
       this.res.once('drain', this.onDrain);
@@ -114,6 +129,7 @@ class Attempt implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     if (this.done) return;
+    this.commit();
     this.res.end();
     this.end(undefined, undefined);
   }
@@ -124,6 +140,7 @@ class Attempt implements Dispatcher.DispatchHandler {
     let failure: Failure;
     if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') failure = 'invalid';
     else if (this.responded) failure = code === 'UND_ERR_BODY_TIMEOUT' ? 'idle-timeout' : 'body';
+    else if (this.head && code === 'UND_ERR_BODY_TIMEOUT') failure = 'idle-timeout'; // headers came, then nothing
     else if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') failure = 'header-timeout';
     else if (!this.sent || CONNECT_ERRORS.has(code)) failure = 'connect';
     else failure = 'reset';
