@@ -92,14 +92,25 @@ export const agentKillEmpty = (s: ClusterStack, opts: CaseOptions = {}): Promise
 export const serverFreeze = (s: ClusterStack, opts: CaseOptions = {}): Promise<CaseResult> => {
   const o = defaults(opts);
   return finish(s, 'server_freeze', o, (async () => {
+    // the two other servers must make a quorum: every server back from an earlier case (a
+    // restarted leader) and caught up in Raft before one is frozen, else no one can be elected
+    await s.cluster.waitHealthy();
+    await waitUntil('every Consul server a healthy Raft voter', async () => {
+      const server = await s.cluster.anyServer();
+      const res = await fetch(`${server.httpAddr}/v1/operator/autopilot/health`, { signal: AbortSignal.timeout(2000) });
+      return res.ok && ((await res.json()) as { Healthy: boolean }).Healthy;
+    }, { timeoutMs: 60_000, intervalMs: 250 });
     const churn = background(s, o);
     await sleep(o.churnMs / 5);
     const frozen = await s.cluster.leader();
     frozen.freeze();
-    const next = await s.cluster.leader(60_000);
-    o.log(`leader ${frozen.name} frozen; ${next.name} took over`);
-    await sleep(8000); // well past the election timeout (1 s with raft_multiplier 1)
-    frozen.thaw();
+    try {
+      const next = await s.cluster.leader(60_000);
+      o.log(`leader ${frozen.name} frozen; ${next.name} took over`);
+      await sleep(8000); // well past the election timeout (1 s with raft_multiplier 1)
+    } finally {
+      frozen.thaw(); // a failed case never leaves the cluster without its server
+    }
     const { started, stopped } = await churn.done;
     return { faultEnd: Date.now(), started, stopped, notes: { frozen_ms: 8000 } };
   })());
