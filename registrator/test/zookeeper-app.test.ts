@@ -6,23 +6,18 @@
 // and skipped; Dubbo 2 interface nodes are still imported; a stopped provider
 // is deregistered.
 import test from 'ava';
-import { createConsul, type ConsulClient } from '@gantry/core';
-import { startZooKeeper, type ZooKeeperEngine } from '../../test/harness/engines/zookeeper.ts';
 import { connectZk } from '../../test/harness/engines/zookeeper-client.ts';
 import { startCuratorProvider } from '../../test/harness/engines/zookeeper-consumer.ts';
-import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
 import { startGantry } from '../../test/harness/gantry.ts';
-import { manageEngines } from '../../test/harness/ava.ts';
+import { manageEngines, consulWithZooKeeper } from '../../test/harness/ava.ts';
 import { waitUntil } from '../../test/harness/process.ts';
 import { encodeNodeName } from '../src/sources/zookeeper/dubbo-url.ts';
 
 const track = manageEngines(test);
-let zk: ZooKeeperEngine;
-let consulEngine: ConsulEngine;
-let consul: ConsulClient;
+const fx = consulWithZooKeeper(test, track);
 
 interface CatalogEntry { ServiceID: string; ServiceAddress: string; ServicePort: number; ServiceTags: string[]; ServiceMeta: Record<string, string> }
-const catalog = async (name: string): Promise<CatalogEntry[]> => (await consul.request<CatalogEntry[]>('GET', `/v1/catalog/service/${name}`)).body ?? [];
+const catalog = async (name: string): Promise<CatalogEntry[]> => (await fx.consul.request<CatalogEntry[]>('GET', `/v1/catalog/service/${name}`)).body ?? [];
 
 const SPRING = (address: string, port: number, zone: string): string => JSON.stringify({
   name: 'billing', id: '6e2e7b1c-8a3f-4c55-9d1e-0f6b2b7a9c11', address, port, sslPort: null,
@@ -31,18 +26,11 @@ const SPRING = (address: string, port: number, zone: string): string => JSON.str
   uriSpec: { parts: [{ value: 'scheme', variable: true }, { value: '://', variable: false }, { value: 'address', variable: true }, { value: ':', variable: false }, { value: 'port', variable: true }] },
 });
 
-test.before(async () => {
-  [zk, consulEngine] = await Promise.all([startZooKeeper(), startConsul()]);
-  track('zookeeper', zk);
-  track('consul', consulEngine);
-  consul = createConsul({ addr: consulEngine.addr });
-});
-test.after.always(() => consul?.close());
 
 test('--zk-layout both: Curator ServiceDiscovery (Dubbo 3) and Spring Cloud instances imported by app; metadata changes applied; hostile JSON reported with its path; a stopped provider deregistered', async (t) => {
-  const c = await connectZk(zk.connectString, { sessionTimeout: 30_000 });
+  const c = await connectZk(fx.zk.connectString, { sessionTimeout: 30_000 });
   t.teardown(() => c.close());
-  const dubbo3 = await startCuratorProvider(zk.connectString, {
+  const dubbo3 = await startCuratorProvider(fx.zk.connectString, {
     basePath: '/services', app: 'orders', id: '10.4.0.7:20880', address: '10.4.0.7', port: 20880,
     metadata: { 'dubbo.metadata.revision': 'r1', 'dubbo.endpoints': '[{"port":20880,"protocol":"dubbo"}]' },
   });
@@ -60,7 +48,7 @@ test('--zk-layout both: Curator ServiceDiscovery (Dubbo 3) and Spring Cloud inst
   await c.create(`/dubbo/com.acme.Stock/providers/${encodeNodeName('dubbo://10.4.0.11:20881/com.acme.Stock?application=stock&interface=com.acme.Stock&side=provider')}`);
 
   const g = await startGantry('registrator', [
-    '--docker=false', '--consul-addr', consulEngine.addr, '--zookeeper', zk.connectString, '--zk-name', 'apps', '--zk-layout', 'both',
+    '--docker=false', '--consul-addr', fx.engine.addr, '--zookeeper', fx.zk.connectString, '--zk-name', 'apps', '--zk-layout', 'both',
     '--zk-leader-ttl', '2s', '--resync', '30s', '--zk-export=false',
   ]);
   track('registrator', g);

@@ -2,44 +2,28 @@
 // killed (SIGKILL), the follower takes over within 15 s and the exported nodes
 // are the follower's session's, while the imported instances stay in Consul.
 import test from 'ava';
-import { createConsul, type ConsulClient } from '@gantry/core';
-import { startZooKeeper, type ZooKeeperEngine } from '../../test/harness/engines/zookeeper.ts';
-import { connectZk, type TestZkClient } from '../../test/harness/engines/zookeeper-client.ts';
-import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
 import { startGantry, type GantryProcess } from '../../test/harness/gantry.ts';
-import { manageEngines } from '../../test/harness/ava.ts';
+import { manageEngines, consulWithZooKeeper } from '../../test/harness/ava.ts';
 import { waitUntil } from '../../test/harness/process.ts';
 import { encodeNodeName } from '../src/sources/zookeeper/dubbo-url.ts';
 
 const track = manageEngines(test);
-let zk: ZooKeeperEngine;
-let consulEngine: ConsulEngine;
-let consul: ConsulClient;
-let probe: TestZkClient;
-
-test.before(async () => {
-  [zk, consulEngine] = await Promise.all([startZooKeeper(), startConsul()]);
-  track('zookeeper', zk);
-  track('consul', consulEngine);
-  consul = createConsul({ addr: consulEngine.addr });
-  probe = await connectZk(zk.connectString, { sessionTimeout: 30_000 });
-});
-test.after.always(() => { probe?.close(); consul?.close(); });
+const fx = consulWithZooKeeper(test, track, { probe: { sessionTimeoutMs: 30_000 } });
 
 test('the leader killed: the follower takes over within 15 s and re-creates the provider nodes under its own session', async (t) => {
-  await probe.mkdirp('/dubbo/com.acme.Vm/providers');
-  await probe.create(`/dubbo/com.acme.Vm/providers/${encodeNodeName('dubbo://10.4.0.1:20880/com.acme.Vm?application=vm&interface=com.acme.Vm&side=provider')}`);
-  for (let i = 0; i < 3; i++) await consul.request('PUT', '/v1/agent/service/register', { body: { ID: `ha${i}`, Name: 'ha', Address: `10.4.1.${i + 1}`, Port: 20880, Tags: ['dubbo.interface=com.acme.Ha'] } });
-  const args = ['--docker=false', '--consul-addr', consulEngine.addr, '--zookeeper', zk.connectString, '--zk-name', 'ha', '--zk-session-timeout', '4s', '--zk-leader-ttl', '2s', '--resync', '3s'];
+  await fx.probe.mkdirp('/dubbo/com.acme.Vm/providers');
+  await fx.probe.create(`/dubbo/com.acme.Vm/providers/${encodeNodeName('dubbo://10.4.0.1:20880/com.acme.Vm?application=vm&interface=com.acme.Vm&side=provider')}`);
+  for (let i = 0; i < 3; i++) await fx.consul.request('PUT', '/v1/agent/service/register', { body: { ID: `ha${i}`, Name: 'ha', Address: `10.4.1.${i + 1}`, Port: 20880, Tags: ['dubbo.interface=com.acme.Ha'] } });
+  const args = ['--docker=false', '--consul-addr', fx.engine.addr, '--zookeeper', fx.zk.connectString, '--zk-name', 'ha', '--zk-session-timeout', '4s', '--zk-leader-ttl', '2s', '--resync', '3s'];
   const a = await startGantry('registrator', args);
   track('bridge a', a);
   const b = await startGantry('registrator', args);
   track('bridge b', b);
   const nodes = async (): Promise<Array<{ name: string; owner: string }>> => {
-    const names = await probe.children('/dubbo/com.acme.Ha/providers').catch(() => [] as string[]);
+    const names = await fx.probe.children('/dubbo/com.acme.Ha/providers').catch(() => [] as string[]);
     const out = [];
     for (const n of names) {
-      const st = await probe.stat(`/dubbo/com.acme.Ha/providers/${n}`);
+      const st = await fx.probe.stat(`/dubbo/com.acme.Ha/providers/${n}`);
       if (st) out.push({ name: n, owner: st.ephemeralOwner.toString('hex') });
     }
     return out;
@@ -50,7 +34,7 @@ test('the leader killed: the follower takes over within 15 s and re-creates the 
   const follower = leader === a ? b : a;
   const before = new Set((await nodes()).map((n) => n.owner));
   t.is(before.size, 1, 'one session wrote them all');
-  const imported = async (): Promise<number> => ((await consul.request<unknown[]>('GET', '/v1/catalog/service/com-acme-vm')).body ?? []).length;
+  const imported = async (): Promise<number> => ((await fx.consul.request<unknown[]>('GET', '/v1/catalog/service/com-acme-vm')).body ?? []).length;
   t.is(await imported(), 1);
 
   await leader.kill();

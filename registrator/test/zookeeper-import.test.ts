@@ -4,12 +4,10 @@
 // are not imported; bad node names are reported with their path and skipped;
 // a ZooKeeper restart and a real session expiry deregister nothing.
 import test from 'ava';
-import { createConsul, createLogger, asOwnerId, type ConsulClient } from '@gantry/core';
-import { startZooKeeper, type ZooKeeperEngine } from '../../test/harness/engines/zookeeper.ts';
+import { createLogger, asOwnerId } from '@gantry/core';
 import { connectZk, expireSession, type TestZkClient } from '../../test/harness/engines/zookeeper-client.ts';
-import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
 import { startGantry } from '../../test/harness/gantry.ts';
-import { manageEngines } from '../../test/harness/ava.ts';
+import { manageEngines, consulWithZooKeeper } from '../../test/harness/ava.ts';
 import { waitUntil, sleep } from '../../test/harness/process.ts';
 import { encodeNodeName } from '../src/sources/zookeeper/dubbo-url.ts';
 import { ORIGIN_PARAM } from '../src/sources/zookeeper/mapping.ts';
@@ -19,14 +17,12 @@ import { ConsulCatalogSink } from '../src/sinks/consul-catalog.ts';
 import { Reconciler } from '../src/reconciler.ts';
 
 const track = manageEngines(test);
-let zk: ZooKeeperEngine;
-let consulEngine: ConsulEngine;
-let consul: ConsulClient;
+const fx = consulWithZooKeeper(test, track);
 
 interface CatalogEntry { ServiceID: string; ServiceAddress: string; ServicePort: number; ServiceTags: string[]; ServiceMeta: Record<string, string>; ServiceWeights: { Passing: number } }
-const catalog = async (name: string): Promise<CatalogEntry[]> => (await consul.request<CatalogEntry[]>('GET', `/v1/catalog/service/${name}`)).body ?? [];
+const catalog = async (name: string): Promise<CatalogEntry[]> => (await fx.consul.request<CatalogEntry[]>('GET', `/v1/catalog/service/${name}`)).body ?? [];
 const zkServices = async (owner: string): Promise<string[]> => {
-  const r = await consul.request<Record<string, string[]>>('GET', '/v1/catalog/services', { query: { filter: `ServiceMeta["gantry-owner"] == "${owner}"` } });
+  const r = await fx.consul.request<Record<string, string[]>>('GET', '/v1/catalog/services', { query: { filter: `ServiceMeta["gantry-owner"] == "${owner}"` } });
   return Object.keys(r.body ?? {}).sort();
 };
 
@@ -39,16 +35,9 @@ async function addProvider(c: TestZkClient, iface: string, node: string, root = 
   return `${root}/${iface}/providers/${node}`;
 }
 
-test.before(async () => {
-  [zk, consulEngine] = await Promise.all([startZooKeeper(), startConsul()]);
-  track('zookeeper', zk);
-  track('consul', consulEngine);
-  consul = createConsul({ addr: consulEngine.addr });
-});
-test.after.always(() => consul?.close());
 
 test.serial('gantry registrator --zookeeper: providers imported with Dubbo Meta; later interfaces found; non-providers, disabled, own and bad nodes skipped; a ZooKeeper restart deregisters nothing', async (t) => {
-  const dubbo = await connectZk(zk.connectString, { sessionTimeout: 30_000 });
+  const dubbo = await connectZk(fx.zk.connectString, { sessionTimeout: 30_000 });
   t.teardown(() => dubbo.close());
   const order = await addProvider(dubbo, 'com.acme.OrderService', provider('com.acme.OrderService', '10.1.0.7', 20880, '&version=1.0.0&weight=50'));
   await dubbo.mkdirp('/dubbo/com.acme.OrderService/consumers');
@@ -65,7 +54,7 @@ test.serial('gantry registrator --zookeeper: providers imported with Dubbo Meta;
   await addProvider(dubbo, 'com.acme.Big', provider('com.acme.Big', '10.1.0.13', 2, `&note=${'x'.repeat(10_000)}`));
 
   const g = await startGantry('registrator', [
-    '--docker=false', '--consul-addr', consulEngine.addr, '--zookeeper', zk.connectString, '--zk-name', 'imp',
+    '--docker=false', '--consul-addr', fx.engine.addr, '--zookeeper', fx.zk.connectString, '--zk-name', 'imp',
     '--zk-session-timeout', '20s', '--zk-leader-ttl', '2s', '--resync', '2s', '--zk-export=false',
   ]);
   track('registrator', g);
@@ -96,13 +85,13 @@ test.serial('gantry registrator --zookeeper: providers imported with Dubbo Meta;
   t.deepEqual(await zkServices(owner), ['com-acme-big', 'com-acme-late', 'com-acme-orderservice']);
 
   // ZooKeeper down and back (within the session timeout): nothing deregistered meanwhile
-  await zk.kill();
+  await fx.zk.kill();
   const deadline = Date.now() + 4000;
   while (Date.now() < deadline) {
     t.deepEqual(await zkServices(owner), ['com-acme-big', 'com-acme-late', 'com-acme-orderservice'], 'nothing deregistered while ZooKeeper is down');
     await sleep(200);
   }
-  await zk.restart();
+  await fx.zk.restart();
   await waitUntil('reconnected', async () => g.logs().some((l) => /reconnected|session established/.test(String(l.msg)) && Date.parse(String(l.time)) > deadline), { timeoutMs: 30_000 });
   // the watches work again: a removal and an addition are seen
   await dubbo.remove(late);
@@ -115,10 +104,10 @@ test.serial('gantry registrator --zookeeper: providers imported with Dubbo Meta;
 
 test.serial('a real session expiry: a new session, a full listing, nothing deregistered in between, changes seen again', async (t) => {
   const log = createLogger({ component: 'test', level: process.env.GANTRY_TEST_LOG ?? 'warn' });
-  const dubbo = await connectZk(zk.connectString, { sessionTimeout: 30_000 });
+  const dubbo = await connectZk(fx.zk.connectString, { sessionTimeout: 30_000 });
   t.teardown(() => dubbo.close());
   for (let i = 0; i < 20; i++) await addProvider(dubbo, `com.acme.Exp${i}`, provider(`com.acme.Exp${i}`, '10.2.0.1', 30000 + i), '/exp');
-  const session = new ZkSession({ connect: zk.connectString, sessionTimeoutMs: 4000, log });
+  const session = new ZkSession({ connect: fx.zk.connectString, sessionTimeoutMs: 4000, log });
   const ac = new AbortController();
   t.teardown(() => { ac.abort(); session.close(); });
   await session.start();
@@ -126,7 +115,7 @@ test.serial('a real session expiry: a new session, a full listing, nothing dereg
   const source = new ZooKeeperSource({ session, roots: ['/exp'], owner, nameRule: 'interface', log });
   const deregistered: string[] = [];
   const r = new Reconciler({
-    source, sink: new ConsulCatalogSink({ consul, node: 'zookeeper-sync-exp' }), owner, log, resyncMs: 60_000,
+    source, sink: new ConsulCatalogSink({ consul: fx.consul, node: 'zookeeper-sync-exp' }), owner, log, resyncMs: 60_000,
     onApplied: (a) => { if (a.action === 'deregister') deregistered.push(a.instance.name); },
   });
   void r.run(ac.signal);
@@ -134,7 +123,7 @@ test.serial('a real session expiry: a new session, a full listing, nothing dereg
 
   // expire the session for real: a second client takes it over with its id and password, then closes it
   const oldId = session.sessionId;
-  await expireSession(zk.connectString, Buffer.from(oldId, 'hex'), session.sessionPassword, () => session.connected && session.sessionId !== oldId);
+  await expireSession(fx.zk.connectString, Buffer.from(oldId, 'hex'), session.sessionPassword, () => session.connected && session.sessionId !== oldId);
   t.true(session.renewals >= 1);
   t.is((await zkServices(owner)).length, 20);
   await addProvider(dubbo, 'com.acme.Exp99', provider('com.acme.Exp99', '10.2.0.1', 30099), '/exp');

@@ -4,6 +4,8 @@ import type { TestFn } from 'ava';
 import { createConsul, type ConsulClient } from '@gantry/core';
 import { startConsul, type ConsulEngine } from './engines/consul.ts';
 import { ensureDocker, cleanupContainers } from './engines/docker.ts';
+import { startZooKeeper, type ZooKeeperEngine } from './engines/zookeeper.ts';
+import { connectZk, type TestZkClient } from './engines/zookeeper-client.ts';
 
 export interface HasLog { readonly name?: string; tail(lines?: number): string; stop(): Promise<void> }
 
@@ -41,6 +43,29 @@ export function consulWithDocker(test: TestFn<unknown>, track: (name: string, e:
   });
   test.after.always(async () => {
     await cleanupContainers(await ensureDocker(), runId);
+    (fx.consul as ConsulClient | undefined)?.close();
+  });
+  return fx;
+}
+
+/** The ZooKeeper and Consul of a test file (and a ZooKeeper client to look with, when asked): filled in by the file's test.before. */
+export interface ZooKeeperConsulFixture { zk: ZooKeeperEngine; engine: ConsulEngine; consul: ConsulClient; probe: TestZkClient }
+
+/**
+ * One ZooKeeper and one Consul dev agent for the file (both tracked), a Consul client
+ * and, with `probe`, a ZooKeeper client (`probe` only then); the clients are closed after the file.
+ */
+export function consulWithZooKeeper(test: TestFn<unknown>, track: (name: string, e: HasLog) => void, o: { probe?: { sessionTimeoutMs?: number } } = {}): ZooKeeperConsulFixture {
+  const fx = {} as ZooKeeperConsulFixture;
+  test.before(async () => {
+    [fx.zk, fx.engine] = await Promise.all([startZooKeeper(), startConsul()]);
+    track('zookeeper', fx.zk);
+    track('consul', fx.engine);
+    fx.consul = createConsul({ addr: fx.engine.addr });
+    if (o.probe) fx.probe = await connectZk(fx.zk.connectString, o.probe.sessionTimeoutMs ? { sessionTimeout: o.probe.sessionTimeoutMs } : {});
+  });
+  test.after.always(() => {
+    (fx.probe as TestZkClient | undefined)?.close();
     (fx.consul as ConsulClient | undefined)?.close();
   });
   return fx;
