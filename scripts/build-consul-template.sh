@@ -16,4 +16,4 @@ echo "consul-template $VERSION: go install github.com/hashicorp/consul-template@
 GOBIN="$WORK/bin" GOTOOLCHAIN=local CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "github.com/hashicorp/consul-template@v$VERSION"
 mv "$WORK/bin/consul-template" "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
-"$OUT" -v 2>&1 | head -n1
+"$OUT" -v 2>&1 | sed -n 1p

@@ -23,7 +23,7 @@ ROOT_DIR="$(dir_of "github.com/hashicorp/consul@v$VERSION")"
 cp -r "$ROOT_DIR" "$WORK/src"; chmod -R u+w "$WORK/src"
 # each replace "=> ./sub" gets the submodule at the version the require block names
 grep -E '^\s*github.com/hashicorp/consul/[a-z-]+ => \./' "$WORK/src/go.mod" | while read -r mod _ rel; do
-  ver="$(grep -E "^\s*${mod} v" "$WORK/src/go.mod" | awk '{print $2}' | head -n1)"
+  ver="$(grep -E "^\s*${mod} v" "$WORK/src/go.mod" | awk '{print $2; exit}')"
   echo "consul $VERSION: submodule $mod@$ver -> $rel"
   d="$(dir_of "$mod@$ver")"
   rm -rf "$WORK/src/$rel"; cp -r "$d" "$WORK/src/$rel"; chmod -R u+w "$WORK/src/$rel"
@@ -32,4 +32,4 @@ echo "consul $VERSION: compiling (several minutes on 2 cores; progress follows)"
 cd "$WORK/src"
 go build -trimpath -ldflags "-s -w" -o "$OUT.tmp" . 2>&1 | tail -n 40
 mv "$OUT.tmp" "$OUT"
-"$OUT" version | head -n1
+"$OUT" version | sed -n 1p
