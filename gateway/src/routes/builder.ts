@@ -30,6 +30,9 @@ export interface BuildResult {
 /** what one service puts on one route (rk: host + path, the route's key) */
 interface Contribution { rk: string; service: string; spec: RouteSpec; instances: Upstream[] }
 
+/** a contribution without instances yet (never written: replaced by a new array on the first) */
+const NO_UPSTREAMS = Object.freeze([]) as unknown as Upstream[];
+
 interface ServiceState {
   instances: readonly CatalogInstance[];
   /** healthy instances as plain http upstreams (what a mirror sends to) */
@@ -76,7 +79,8 @@ const sameEntry = (a: ServiceEntry | undefined, b: ServiceEntry | undefined): bo
 export class TableBuilder {
   private readonly services = new Map<string, ServiceState>();
   /** route key → the services on it */
-  private readonly routeContribs = new Map<string, Contribution[]>();
+  /** (most routes have one service: held without an array) */
+  private readonly routeContribs = new Map<string, Contribution | Contribution[]>();
   private kvEntries = new Map<string, ServiceEntry>();
   private readonly policies = new Map<string, ServicePolicy>();
   private readonly policyErrors = new Map<string, string[]>();
@@ -90,6 +94,7 @@ export class TableBuilder {
   private hosts = new CowMap<HostEntry>();
   private size = 0;
   private readonly hostMetaKey: string;
+  private lastAlone: readonly Target[] | undefined;
 
   private readonly outliers: OutlierDetector;
   private readonly o: BuildOptions;
@@ -196,10 +201,10 @@ export class TableBuilder {
       for (const c of had.contribs) {
         dirty?.add(c.rk);
         const list = this.routeContribs.get(c.rk);
-        if (!list) continue;
-        const rest = list.filter((x) => x !== c);
-        if (rest.length) this.routeContribs.set(c.rk, rest);
-        else this.routeContribs.delete(c.rk);
+        if (list === undefined) continue;
+        const rest = Array.isArray(list) ? list.filter((x) => x !== c) : list === c ? [] : [list];
+        if (rest.length === 0) this.routeContribs.delete(c.rk);
+        else this.routeContribs.set(c.rk, rest.length === 1 ? rest[0]! : rest);
       }
       for (const k of had.upstreamKeys) {
         const n = this.upstreamRefs.get(k)! - 1;
@@ -213,51 +218,64 @@ export class TableBuilder {
       return;
     }
     const o = this.o;
-    const state: ServiceState = { instances, healthy: [], contribs: [], upstreamKeys: [], errors: NO_ERRORS };
-    const keys = state.upstreamKeys;
+    // arrays are made with their first element (exactly sized): most services have one instance,
+    // and an array grown from [] by push reserves 17 slots
+    let healthy: Upstream[] | undefined;
+    let keys: string[] | undefined;
+    let contribs: Contribution[] | undefined;
+    let errors = NO_ERRORS;
     const specCache = instances.length > 1 ? new Map<string, ReturnType<typeof routeSpecs>>() : undefined;
     for (const inst of instances) {
       const serves = (inst.status === 'passing' || (o.includeWarning && inst.status === 'warning')) && inst.port > 0 && inst.address !== '';
       let plain: Upstream | undefined;
       if (serves) {
         plain = this.upstream(name, inst, 'http', false);
-        state.healthy.push(plain);
-        if (!keys.includes(plain.key)) keys.push(plain.key);
+        if (healthy) healthy.push(plain); else healthy = [plain];
+        if (!keys) keys = [plain.key];
+        else if (!keys.includes(plain.key)) keys.push(plain.key);
       }
       const cacheKey = specCache && inst.tags.join('\n') + (inst.meta[this.hostMetaKey] ?? '');
       let parsed = cacheKey === undefined ? undefined : specCache!.get(cacheKey);
       if (!parsed) {
         parsed = routeSpecs(name, inst.tags, inst.meta, o);
         if (cacheKey !== undefined) specCache!.set(cacheKey, parsed);
-        if (parsed.errors.length) state.errors = state.errors === NO_ERRORS ? [...parsed.errors] : [...state.errors, ...parsed.errors];
+        if (parsed.errors.length) errors = errors === NO_ERRORS ? [...parsed.errors] : [...errors, ...parsed.errors];
       }
       for (const spec of parsed.specs) {
-        let c = state.contribs.length === 0 ? undefined : state.contribs.find((x) => x.rk === spec.key);
-        if (!c) { c = { rk: spec.key, service: name, spec, instances: [] }; state.contribs.push(c); }
+        let c = contribs?.find((x) => x.rk === spec.key);
+        if (!c) {
+          c = { rk: spec.key, service: name, spec, instances: NO_UPSTREAMS };
+          if (contribs) contribs.push(c); else contribs = [c];
+        }
         if (!plain) continue;
         const u = spec.proto === 'http' && !spec.tlsSkipVerify ? plain : this.upstream(name, inst, spec.proto, spec.tlsSkipVerify);
-        if (u !== plain && !keys.includes(u.key)) keys.push(u.key);
-        c.instances.push(u);
+        if (u !== plain && !keys!.includes(u.key)) keys!.push(u.key);
+        // one instance: its routes share the service's healthy list (the same one upstream), and so a selector
+        if (c.instances === NO_UPSTREAMS) c.instances = u === plain && instances.length === 1 ? healthy! : [u];
+        else c.instances.push(u);
       }
     }
+    const state: ServiceState = { instances, healthy: healthy ?? [], contribs: contribs ?? [], upstreamKeys: keys ?? [], errors };
     for (const c of state.contribs) {
       dirty?.add(c.rk);
       const list = this.routeContribs.get(c.rk);
-      if (list) list.push(c);
-      else this.routeContribs.set(c.rk, [c]);
+      if (list === undefined) this.routeContribs.set(c.rk, c);
+      else if (Array.isArray(list)) list.push(c);
+      else this.routeContribs.set(c.rk, [list, c]);
     }
-    for (const k of keys) this.upstreamRefs.set(k, (this.upstreamRefs.get(k) ?? 0) + 1);
+    for (const k of state.upstreamKeys) this.upstreamRefs.set(k, (this.upstreamRefs.get(k) ?? 0) + 1);
     this.services.set(name, state);
     if (state.errors.length) this.withErrors.add(name);
     else this.withErrors.delete(name);
   }
 
   /** rebuilds one route (or removes it) in hosts, cloning a shared path index once */
-  private applyRoute(hosts: CowMap<HostEntry>, cloned: Set<PathIndex>, rk: string, list: Contribution[] | undefined): void {
-    const slash = list ? -1 : rk.indexOf('/');
-    const host = list ? list[0]!.spec.host : rk.slice(0, slash);
-    const path = list ? list[0]!.spec.path : rk.slice(slash);
-    const route = list ? this.route(host, path, list) : undefined;
+  private applyRoute(hosts: CowMap<HostEntry>, cloned: Set<PathIndex>, rk: string, list: Contribution | Contribution[] | undefined): void {
+    const one = Array.isArray(list) ? list[0] : list;
+    const slash = one ? -1 : rk.indexOf('/');
+    const host = one ? one.spec.host : rk.slice(0, slash);
+    const path = one ? one.spec.path : rk.slice(slash);
+    const route = list ? this.route(rk, host, path, list) : undefined;
     const had = hosts.get(host);
     if (had === undefined) {
       if (route) { hosts.set(host, route); this.size++; }
@@ -287,7 +305,10 @@ export class TableBuilder {
     else if (idx.size === 1) hosts.set(host, idx.only()!);
   }
 
-  private route(host: string, path: string, contribs: Contribution[]): Route {
+  private route(rk: string, host: string, path: string, contribs: Contribution | Contribution[]): Route {
+    // the id is the route key when the route has a host (no second copy of the string)
+    const id = host ? rk : `*${path}`;
+    if (!Array.isArray(contribs) || contribs.length === 1) return { id, host, path, targets: this.alone(Array.isArray(contribs) ? contribs[0]! : contribs), cum: ONE };
     const list = contribs.length > 1 ? [...contribs].sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0)) : contribs;
     // fabio's rule: explicit weights take their share, the others split what is left equally
     let shares: readonly number[] = ONE;
@@ -299,23 +320,38 @@ export class TableBuilder {
       shares = list.map((t) => t.spec.weight ?? (implicit ? rest / implicit : 0));
       sum = shares.reduce((a, b) => a + b, 0) || 1;
     }
-    const targets: Target[] = list.map((t, i) => {
-      const policy = this.policies.get(t.service);
-      const mirrorRule = policy?.mirror;
-      return {
-        service: t.service,
-        share: shares[i]! / sum,
-        strip: t.spec.strip,
-        instances: t.instances,
-        selector: compileSelector(t.instances, policy),
-        policy,
-        mirror: mirrorRule ? { service: mirrorRule.service, percent: mirrorRule.percent, instances: this.services.get(mirrorRule.service)?.healthy ?? [], cursor: 0 } : undefined,
-      };
-    });
+    const targets: Target[] = list.map((t, i) => this.target(t, shares[i]! / sum, this.policies.get(t.service)));
     let acc = 0;
-    const cum = targets.length === 1 ? ONE : targets.map((t) => (acc += t.share));
-    if (cum !== ONE) (cum as number[])[cum.length - 1] = 1;
-    return { id: `${host || '*'}${path}`, host, path, targets, cum };
+    const cum = targets.map((t) => (acc += t.share));
+    cum[cum.length - 1] = 1;
+    return { id, host, path, targets, cum };
+  }
+
+  private target(t: Contribution, share: number, policy: ServicePolicy | undefined): Target {
+    const mirrorRule = policy?.mirror;
+    return {
+      service: t.service,
+      share,
+      strip: t.spec.strip,
+      instances: t.instances,
+      selector: compileSelector(t.instances, policy),
+      policy,
+      mirror: mirrorRule ? { service: mirrorRule.service, percent: mirrorRule.percent, instances: this.services.get(mirrorRule.service)?.healthy ?? [], cursor: 0 } : undefined,
+    };
+  }
+
+  /**
+   * The targets of a route with one service. Without a policy they depend only on the service,
+   * its instances and the strip prefix: the routes of a one-instance service (which share one
+   * instance list) share them, and so one selector and round-robin cursor. A service's routes are
+   * rebuilt one after the other, so the last is kept.
+   */
+  private alone(t: Contribution): readonly Target[] {
+    const policy = this.policies.get(t.service);
+    if (policy) return [this.target(t, 1, policy)];
+    const last = this.lastAlone?.[0];
+    if (last?.instances === t.instances && last.service === t.service && last.strip === t.spec.strip) return this.lastAlone!;
+    return (this.lastAlone = [this.target(t, 1, undefined)]);
   }
 
   private errors(): string[] {

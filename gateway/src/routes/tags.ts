@@ -51,8 +51,12 @@ export function validPath(p: string): boolean {
   return PATH_RE.test(p);
 }
 
+const SPACE_RE = /\s/;
+const NO_OPTIONS: readonly string[] = Object.freeze([]);
+
 function parseUrlprefix(body: string, tag: string): RouteSpec | string {
-  const words = body.trim().split(/\s+/);
+  // most tags are one word (urlprefix-/path): no split
+  const words = SPACE_RE.test(body) ? body.trim().split(/\s+/) : [body];
   const target = words[0] ?? '';
   const slash = target.indexOf('/');
   const rawHost = slash === -1 ? target : target.slice(0, slash);
@@ -66,7 +70,7 @@ function parseUrlprefix(body: string, tag: string): RouteSpec | string {
   }
   if (!validPath(path)) return `tag ${describe(tag)}: path ${describe(path)} is not a URL path`;
   const spec: RouteSpec = { host, path, key: host + path, strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false };
-  for (const opt of words.slice(1)) {
+  for (const opt of words.length > 1 ? words.slice(1) : NO_OPTIONS) {
     const eq = opt.indexOf('=');
     const k = eq === -1 ? opt : opt.slice(0, eq);
     const v = eq === -1 ? '' : opt.slice(eq + 1);
