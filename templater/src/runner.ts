@@ -224,14 +224,36 @@ export class Runner {
     }
   }
 
+  /**
+   * A template renders from the snapshot the templates before it last rendered, when that is
+   * older than the watcher's (and from the very view they used: no view is rebuilt from an
+   * older catalog): a change arriving while the HAProxy config reloads reaches the hosts file
+   * only after it reached HAProxy. The later templates are run again once the earlier ones
+   * moved on.
+   */
   private async process(r: TemplateRun): Promise<void> {
-    const snap = this.o.source.snapshot();
+    let snap = this.o.source.snapshot();
     if (!snap || this.stopped) return;
+    let earlier: View | undefined;
+    for (const e of this.runs) {
+      if (e === r) break;
+      if (e.used && e.used.snap.version < snap.version) { snap = e.used.snap; earlier = e.used.view; }
+    }
+    try {
+      await this.processSnapshot(r, snap, earlier);
+    } finally {
+      const behind = this.runs.slice(this.runs.indexOf(r) + 1).filter((l) => !l.used || l.used.snap.version < snap.version);
+      for (const l of behind) this.trigger(l);
+    }
+  }
+
+  private async processSnapshot(r: TemplateRun, snap: CatalogSnapshot, earlier: View | undefined): Promise<void> {
     const started = performance.now();
     // from the first change of the burst (the watcher's snapshot) to this run: quiescence and the queue
     const waitMs = r.changedAt === undefined ? undefined : Math.round(started - r.changedAt);
     r.changedAt = undefined;
-    let view = await this.viewFor(snap);
+    let view = earlier ?? await this.viewFor(snap);
+    r.used = { snap, view };
     const name = r.spec.name;
     const viewMs = performance.now() - started;
     let content = this.renderOrReport(r, view, snap);
@@ -295,6 +317,7 @@ export class Runner {
     // retired backends dropped
     if (r.runtime && view.overflow.length + view.retired.length + view.spares.filter((s) => s.group !== null).length > 0) {
       view = await this.viewFor(snap, true);
+      r.used = { snap, view };
       content = this.renderOrReport(r, view, snap);
       if (content === undefined) return;
       hostMap = mapFile ? renderHostMap(view.hostMap) : undefined;

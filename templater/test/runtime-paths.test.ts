@@ -103,7 +103,7 @@ test('removals reach HAProxy through the Runtime API with no safety-net timer (-
   await register(st.consul.addr, { id: 'checked-b2', name: 'checked', port: b2.port, check: 'passing' });
   await register(st.consul.addr, { id: 'gone-c1', name: 'gone', port: c1.port });
   const live = (backend: string, want: NamedServer[]): Promise<boolean> => liveServers(st, backend).then((l) => JSON.stringify(l) === JSON.stringify(want.map((s) => `127.0.0.1:${s.port}`).sort()));
-  await waitUntil('all served', async () => await live('l7_plain.gantry.test', [a1, a2]) && await live('l7_checked.gantry.test', [b1, b2]) && await live('l7_gone.gantry.test', [c1]), { timeoutMs: 20_000 });
+  await waitUntil('all served', async () => await live('l7_plain.gantry.test', [a1, a2]) && await live('l7_checked.gantry.test', [b1, b2]) && await live('l7_gone.gantry.test', [c1]), { timeoutMs: 60_000 });
   const p0 = await procs(st);
   const reloads0 = await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' });
 

@@ -11,6 +11,8 @@ import type { ApplyTarget, ApplyTimings } from '../apply/apply.ts';
 import type { Applied } from './apply-path.ts';
 import type { Quiescence } from './quiescence.ts';
 import type { TemplateSpec } from '../config.ts';
+import type { CatalogSnapshot } from '@gantry/core';
+import type { View } from '../view.ts';
 
 export interface TemplateStatus {
   name: string;
@@ -69,6 +71,8 @@ export class TemplateRun {
   lastApplyTimings: (ApplyTimings & { syncMs?: number; preMs?: number }) | undefined;
   status: TemplateStatus;
   sourceText: string;
+  /** the catalog snapshot (and its view) this template was last rendered from: a later template never renders a newer one */
+  used: { snap: CatalogSnapshot; view: View } | undefined;
 
   constructor(spec: TemplateSpec, compiled: CompiledTemplate, sourceText: string, reloader: Reloader | undefined) {
     this.spec = spec;
