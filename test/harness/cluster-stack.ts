@@ -12,7 +12,7 @@
 // without a published port. Host c's agent and registrator run in a network
 // namespace of their own, so its link can go down (partition()).
 import { join } from 'node:path';
-import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, existsSync, statSync } from 'node:fs';
 import type Docker from 'dockerode';
 import { repoRoot } from './bins.ts';
 import { get as httpGet } from '../../templater/test/helpers.ts';
@@ -21,7 +21,7 @@ import { startCluster, type ConsulCluster, type ConsulNode } from './cluster.ts'
 import { startRedisSentinel, type RedisSentinelEngine } from './engines/redis-sentinel.ts';
 import { startHAProxy, answeringConfig, type HAProxyEngine } from './engines/haproxy.ts';
 import { ensureDocker, runContainer, cleanupContainers, newRunId, RUN_LABEL } from './engines/docker.ts';
-import { spawnEngine, tempDir, removeDir, freePort, waitUntil, sleep, type ManagedProcess } from './process.ts';
+import { spawnEngine, tempDir, removeDir, waitUntil, sleep, type ManagedProcess } from './process.ts';
 
 export const HOST_LABEL = 'gantry.cluster.host';
 export const SERVICE = 'web';
@@ -30,6 +30,7 @@ export const DOMAIN = 'gantry.test';
 /** A `gantry <command>` child that can be SIGKILLed and started again. */
 export interface GantryPart {
   readonly name: string;
+  /** the admin endpoint of the running process (each start binds a port of its own) */
   readonly adminUrl: string;
   proc: ManagedProcess;
   kill(): Promise<void>;
@@ -41,26 +42,37 @@ export interface GantryPart {
   tail(lines?: number): string;
 }
 
+/**
+ * Starts `gantry <command>` with its admin endpoint on port 0 and reads the port it
+ * bound from its log ('admin endpoint listening', an info line: the part must log at
+ * info or lower). A port picked beforehand was picked in the harness's network
+ * namespace, free there but not necessarily in the part's own (EADDRINUSE once).
+ * Each launch (a restart too) binds anew: adminUrl is the current one.
+ */
 export async function startPart(name: string, command: string, args: string[], o: { dir: string; adminHost?: string; netns?: string; waitHealthy?: boolean }): Promise<GantryPart> {
   const host = o.adminHost ?? '127.0.0.1';
-  const port = await freePort(o.netns ? '127.0.0.1' : host);
-  const adminUrl = `http://${host}:${port}`;
   const logFile = join(o.dir, `${name}.log`);
-  const argv = [...GANTRY_NODE_FLAGS, join(repoRoot, 'cli', 'bin', 'gantry.js'), command, '--admin-addr', `${host}:${port}`, ...args];
+  const argv = [...GANTRY_NODE_FLAGS, join(repoRoot, 'cli', 'bin', 'gantry.js'), command, '--admin-addr', `${host}:0`, ...args];
+  let adminUrl = '';
   const launch = async (): Promise<ManagedProcess> => {
+    const from = existsSync(logFile) ? statSync(logFile).size : 0;
     const proc = o.netns
       ? spawnEngine(name, 'ip', ['netns', 'exec', o.netns, process.execPath, ...argv], { logFile })
       : spawnEngine(name, process.execPath, argv, { logFile });
     await waitUntil(`${name} admin`, async () => {
+      const url = adminUrlIn(logFile, from);
+      if (!url) return false;
+      adminUrl = url;
       const res = await fetch(`${adminUrl}/healthz`, { signal: AbortSignal.timeout(1000) });
       return o.waitHealthy === false || res.ok;
     }, { proc, timeoutMs: 60_000, intervalMs: 200 }).catch(async (err: unknown) => { await proc.kill(); throw err; });
     return proc;
   };
+  const proc = await launch();
   const part: GantryPart = {
     name,
-    adminUrl,
-    proc: await launch(),
+    get adminUrl() { return adminUrl; },
+    proc,
     async kill() { await part.proc.kill(); },
     async restart() { part.proc = await launch(); },
     async stop() { await part.proc.stop(5000); },
@@ -85,6 +97,20 @@ export async function startPart(name: string, command: string, args: string[], o
     tail: (n) => part.proc.tail(n),
   };
   return part;
+}
+
+/** the admin URL a part logged after byte `from` of its log, if it did yet */
+function adminUrlIn(logFile: string, from: number): string | undefined {
+  if (!existsSync(logFile)) return undefined;
+  const text = readFileSync(logFile).subarray(from).toString('utf8');
+  for (const line of text.split('\n')) {
+    if (!line.includes('admin endpoint listening')) continue;
+    try {
+      const url = (JSON.parse(line) as { url?: unknown }).url;
+      if (typeof url === 'string') return url;
+    } catch { /* partial line */ }
+  }
+  return undefined;
 }
 
 export interface Host {
