@@ -15,34 +15,46 @@ import { fileURLToPath } from 'node:url';
 import { startClusterStack, SERVICE, DOMAIN } from '../test/harness/cluster-stack.ts';
 import { spawnEngine, tempDir, sleep, waitUntil, type ManagedProcess } from '../test/harness/process.ts';
 import { countingProxy, type CountingProxy } from './soak/counting-proxy.ts';
+import { summarizeHAProxyLog } from './soak/haproxy-log.ts';
 import { result, round, TWO_CORES, type BenchResult } from './lib.ts';
 
 const SUITE = 'soak';
 const here = dirname(fileURLToPath(import.meta.url));
 
-interface Sample { t: number; proc: string; rssMb: number; fds: number; heapMb: number; elP99Ms: number; consulPerMin: number }
-
-function procStats(pid: number): { rssMb: number; fds: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return { rssMb: rssKb / 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
+/**
+ * One process at one time. RSS is split as the kernel counts it: anonymous memory
+ * (V8's heap, malloc) and file-backed pages (the binary, mapped code caches) that
+ * come in as code first runs; heap used/total and external memory as V8 reports them.
+ */
+interface Sample {
+  t: number; proc: string; rssMb: number; rssAnonMb: number; rssFileMb: number; fds: number;
+  heapMb: number; heapTotalMb: number; externalMb: number; elP99Ms: number; consulPerMin: number;
 }
 
-async function scrape(adminUrl: string): Promise<{ heapMb: number; elP99Ms: number }> {
+function procStats(pid: number): { rssMb: number; rssAnonMb: number; rssFileMb: number; fds: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const mb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) / 1024;
+  return { rssMb: mb('VmRSS'), rssAnonMb: mb('RssAnon'), rssFileMb: mb('RssFile') + mb('RssShmem'), fds: readdirSync(`/proc/${pid}/fd`).length };
+}
+
+async function scrape(adminUrl: string): Promise<{ heapMb: number; heapTotalMb: number; externalMb: number; elP99Ms: number }> {
   const text = await (await fetch(`${adminUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
   // the registry's default label (component) may follow the name
   const val = (name: string): number => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)`, 'm').exec(text)?.[1] ?? NaN);
-  return { heapMb: val('gantry_nodejs_heap_size_used_bytes') / 2 ** 20, elP99Ms: val('gantry_nodejs_eventloop_lag_p99_seconds') * 1000 };
+  return {
+    heapMb: val('gantry_nodejs_heap_size_used_bytes') / 2 ** 20, heapTotalMb: val('gantry_nodejs_heap_size_total_bytes') / 2 ** 20,
+    externalMb: val('gantry_nodejs_external_memory_bytes') / 2 ** 20, elP99Ms: val('gantry_nodejs_eventloop_lag_p99_seconds') * 1000,
+  };
 }
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
 /** wrk's totals: requests, non-2xx/3xx answers, socket errors */
-function parseWrk(text: string): { requests: number; non2xx: number; socketErrors: number } {
+function parseWrk(text: string): { requests: number; non2xx: number; socketErrors: number; kinds: string } {
   const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? 0);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0);
   const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
-  return { requests, non2xx, socketErrors: se ? se.slice(1).reduce((a, b) => a + Number(b), 0) : 0 };
+  return { requests, non2xx, socketErrors: se ? se.slice(1).reduce((a, b) => a + Number(b), 0) : 0, kinds: se ? se[0] : 'Socket errors: none' };
 }
 
 export async function run(): Promise<BenchResult[]> {
@@ -99,11 +111,11 @@ export async function run(): Promise<BenchResult[]> {
       const parts = [...stack.hosts.map((h) => h.registrator), stack.templater];
       for (const p of parts) {
         const s = procStats(p.proc.pid);
-        const m = await scrape(p.adminUrl).catch(() => ({ heapMb: NaN, elP99Ms: NaN }));
+        const m = await scrape(p.adminUrl).catch(() => ({ heapMb: NaN, heapTotalMb: NaN, externalMb: NaN, elP99Ms: NaN }));
         samples.push({ t, proc: p.name, ...s, ...m, consulPerMin: perMin(p.name, t) });
       }
       const r = ccReports().at(-1);
-      samples.push({ t, proc: 'config-clients', ...procStats(clientsProc.pid), heapMb: (r?.heapUsed ?? NaN) / 2 ** 20, elP99Ms: r?.elP99Ms ?? NaN, consulPerMin: perMin('config-clients', t) });
+      samples.push({ t, proc: 'config-clients', ...procStats(clientsProc.pid), heapMb: (r?.heapUsed ?? NaN) / 2 ** 20, heapTotalMb: NaN, externalMb: NaN, elP99Ms: r?.elP99Ms ?? NaN, consulPerMin: perMin('config-clients', t) });
       for (const s of samples.filter((x) => x.t === t)) appendFileSync(samplesFile, `${JSON.stringify(s)}\n`);
       if (Math.round(t / 1000) % 60 < 10) log(`t=${Math.round(t / 1000)}s ${samples.filter((x) => x.t === t).map((x) => `${x.proc} rss=${x.rssMb.toFixed(1)}MB fds=${x.fds} consul/min=${x.consulPerMin.toFixed(0)}`).join('; ')}`);
     }
@@ -117,6 +129,12 @@ export async function run(): Promise<BenchResult[]> {
     await kvLoop;
     await wrk.exit;
     const w = parseWrk(readFileSync(wrkLog, 'utf8'));
+    // HAProxy's side of it: requests that did not end normally, retried, slow; and the templater's reloads
+    const hl = await summarizeHAProxyLog(join(stack.haproxy.dir, 'haproxy.log'));
+    const reloads = await stack.templater.metric('gantry_templater_reloads_total').catch(() => NaN);
+    const reloadLines = stack.templater.logs().filter((l) => l.reloaded === true).map((l) => `${String(l.time)} templater reloaded HAProxy`);
+    const haproxyNotes = `HAProxy log: ${hl.requests} requests, abnormal ends ${JSON.stringify(hl.abnormal)}, ${hl.retried} retried, ${hl.slow} over 1 s; the templater reloaded HAProxy ${reloads} times`;
+    writeFileSync(samplesFile.replace(/\.jsonl$/, '.haproxy.txt'), [haproxyNotes, readFileSync(wrkLog, 'utf8'), ...reloadLines, ...hl.examples, ''].join('\n'));
     // the last KV value reached every config client
     await sleep(11_000);
     const lastReport = ccReports().at(-1);
@@ -146,7 +164,8 @@ export async function run(): Promise<BenchResult[]> {
       worstRss = Math.max(worstRss, rssGrowth);
       worstFd = Math.max(worstFd, fdGrowth);
       const all = samples.filter((s) => s.proc === proc);
-      const d = `minute 5 → last: rss ${mean(a.map((s) => s.rssMb)).toFixed(1)} → ${mean(b.map((s) => s.rssMb)).toFixed(1)} MB, fds ${mean(a.map((s) => s.fds)).toFixed(1)} → ${mean(b.map((s) => s.fds)).toFixed(1)}, heap ${mean(a.map((s) => s.heapMb)).toFixed(1)} → ${mean(b.map((s) => s.heapMb)).toFixed(1)} MB`;
+      const mb = (xs: Sample[], k: 'rssMb' | 'rssAnonMb' | 'rssFileMb' | 'heapTotalMb' | 'externalMb'): string => mean(xs.map((s) => s[k])).toFixed(1);
+      const d = `minute 5 → last: rss ${mb(a, 'rssMb')} → ${mb(b, 'rssMb')} MB (anonymous ${mb(a, 'rssAnonMb')} → ${mb(b, 'rssAnonMb')}, file-backed ${mb(a, 'rssFileMb')} → ${mb(b, 'rssFileMb')}), fds ${mean(a.map((s) => s.fds)).toFixed(1)} → ${mean(b.map((s) => s.fds)).toFixed(1)}, heap used ${mean(a.map((s) => s.heapMb)).toFixed(1)} → ${mean(b.map((s) => s.heapMb)).toFixed(1)} MB of ${mb(a, 'heapTotalMb')} → ${mb(b, 'heapTotalMb')}, external ${mb(a, 'externalMb')} → ${mb(b, 'externalMb')} MB`;
       out.push(result({ suite: SUITE, metric: `soak_rss_growth_pct.${proc}`, value: rssGrowth, unit: '%', n: a.length + b.length, baseline_metric: null, baseline_value: null, notes: `${d}; no baseline (growth of the process itself)` }));
       out.push(result({ suite: SUITE, metric: `soak_fd_growth_pct.${proc}`, value: fdGrowth, unit: '%', n: a.length + b.length, baseline_metric: null, baseline_value: null, notes: d }));
       out.push(result({ suite: SUITE, metric: `soak_consul_requests_per_min.${proc}`, value: mean(all.map((s) => s.consulPerMin)), unit: 'req/min', n: all.length, baseline_metric: null, baseline_value: null, notes: `counted by a proxy in front of its agent; max ${Math.max(...all.map((s) => s.consulPerMin)).toFixed(0)}` }));
@@ -154,7 +173,7 @@ export async function run(): Promise<BenchResult[]> {
     }
     out.push(result({ suite: SUITE, metric: 'soak_rss_growth_pct', value: worstRss, unit: '%', n: samples.length, baseline_metric: null, baseline_value: null, notes: `target ≤ 5; the worst Gantry process; ${notes}` }));
     out.push(result({ suite: SUITE, metric: 'soak_fd_growth_pct', value: worstFd, unit: '%', n: samples.length, baseline_metric: null, baseline_value: null, notes: `target ≤ 5; the worst Gantry process; ${notes}` }));
-    out.push(result({ suite: SUITE, metric: 'soak_failed_requests', value: w.non2xx + w.socketErrors, unit: 'count', n: w.requests, baseline_metric: null, baseline_value: null, notes: `target 0; non-2xx ${w.non2xx}, socket errors ${w.socketErrors} of ${w.requests} requests through HAProxy` }));
+    out.push(result({ suite: SUITE, metric: 'soak_failed_requests', value: w.non2xx + w.socketErrors, unit: 'count', n: w.requests, baseline_metric: null, baseline_value: null, notes: `target 0; non-2xx ${w.non2xx}, socket errors ${w.socketErrors} (wrk: ${w.kinds}) of ${w.requests} requests through HAProxy; ${haproxyNotes} (examples in ${samplesFile.replace(/\.jsonl$/, '.haproxy.txt')})` }));
     out.push(result({ suite: SUITE, metric: 'soak_orphans', value: orphans, unit: 'count', n: counts.started, baseline_metric: null, baseline_value: null, notes: `target 0; missing at the end: ${missing}; config clients not at the last KV value 11 s after it: ${clientsBehind}/10` }));
     return out;
   } finally {

@@ -58,6 +58,7 @@ export const templaterFlags: readonly FlagSpec[] = [
   { name: 'reload-timeout', type: 'duration', default: '10s', description: 'how long a reload may take to be confirmed' },
   { name: 'max-reloads', type: 'int', default: 5, min: 1, description: 'mworker-max-reloads in the shipped template (old workers killed after this many reloads)' },
   { name: 'hard-stop-after', type: 'duration', default: '30s', description: 'hard-stop-after in the shipped template' },
+  { name: 'haproxy-timeout-connect', type: 'duration', default: '1s', description: 'timeout connect in the shipped template: a connection to an instance that died (its address gone) fails after this and the request is redispatched to another instance' },
 ];
 
 /** the Host → backend map of the shipped template: a path HAProxy's map() takes as it is */
@@ -133,7 +134,7 @@ export const templater: Command = {
       maxReloads: f.int('max-reloads'),
       hardStopAfter: `${Math.max(1, Math.round(f.ms('hard-stop-after') / 1000))}s`,
       maxconn: 4000,
-      timeoutConnect: '5s', timeoutClient: '30s', timeoutServer: '30s', timeoutTcp: '1h',
+      timeoutConnect: `${Math.max(1, f.ms('haproxy-timeout-connect'))}ms`, timeoutClient: '30s', timeoutServer: '30s', timeoutTcp: '1h',
       ...fileSettings,
     };
     const viewOptions = (): ViewOptions => ({

@@ -84,6 +84,8 @@ test('L7 by Host, names in dnsmasq, L4 Redis on its VIP; instance changes and ne
 
   const cfg = readFileSync(st.haproxy.cfgFile, 'utf8');
   t.regex(cfg, /^\s*hard-stop-after 30s$/m);
+  // a connection to an instance whose address is gone fails within 1 s, and is redispatched
+  t.regex(cfg, /^\s*timeout connect 1000ms$/m);
   t.regex(cfg, /^\s*mworker-max-reloads 5$/m);
   t.regex(cfg, /^\s*server-state-file /m);
 
