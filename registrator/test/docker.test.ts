@@ -72,6 +72,23 @@ test.serial('a container with SERVICE_* env and labels registers as registrator 
   t.pass();
 });
 
+test.serial('docker stop: deregistered on the stop signal while the container still serves (draining), before it dies; another signal changes nothing', async (t) => {
+  // busybox httpd as PID 1 has no SIGTERM handler: the signal is ignored and docker stop
+  // waits its timeout, then SIGKILLs — the grace a load balancer needs to let the instance go
+  const c = await runContainer(docker, { runId, name: cname('drain'), publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: 'drain' }, labels: label });
+  await waitUntil('drain registered', async () => (await named('drain')).length === 1, { timeoutMs: 15_000 });
+  // a SIGHUP (a reload signal) is not a stop: once the registrator has seen its event, still registered
+  await c.kill({ signal: 'SIGHUP' });
+  await waitUntil('the registrator saw the SIGHUP', async () => registrator.logs().some((l) => l.event === 'kill' && c.id.startsWith(String(l.container))), { timeoutMs: 15_000 });
+  t.is((await named('drain')).length, 1);
+  const stopped = c.stop({ t: 10 });
+  await waitUntil('drain deregistered', async () => (await named('drain')).length === 0, { timeoutMs: 15_000 });
+  t.true((await c.inspect()).State.Running, 'deregistered while the container still runs');
+  await stopped;
+  t.false((await c.inspect()).State.Running);
+  t.is((await named('drain')).length, 0);
+});
+
 test.serial('multi-port: -<port> suffix on the image name; udp gets :udp and a udp tag; SERVICE_TAGS keeps \\,', async (t) => {
   await runContainer(docker, { runId, name: cname('multi'), publish: { '8080/tcp': '0', '9090/tcp': '0', '5353/udp': '0' }, env: { SERVICE_TAGS: 'x\\,y,z' }, labels: label });
   const list = await waitUntil('multi registered', async () => {

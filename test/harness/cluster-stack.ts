@@ -134,8 +134,8 @@ export interface ClusterStack {
   readonly auditKey: string;
   /** starts a container on a host; resolves with its name */
   startContainer(host: Host): Promise<string>;
-  /** stops and removes it */
-  stopContainer(name: string): Promise<void>;
+  /** removes it (force: SIGKILL, a crash); with stopTimeoutS, `docker stop -t` first (the stop signal, SIGKILL after that) */
+  stopContainer(name: string, o?: { stopTimeoutS?: number }): Promise<void>;
   /** running containers of this stack: name → host node name */
   running(): Promise<Map<string, string>>;
   /** Consul's catalog (through a server) against what runs */
@@ -147,7 +147,7 @@ export interface ClusterStack {
   /** until catalog and HAProxy equal what runs, for stableMs in a row; resolves with the ms it took */
   waitConverged(what: string, opts?: { timeoutMs?: number; stableMs?: number; haproxy?: boolean }): Promise<number>;
   /** a random start or stop every intervalMs for durationMs, across `hosts` (default all) */
-  churn(o: { durationMs: number; intervalMs: number; hosts?: Host[]; min?: number; max?: number; signal?: AbortSignal }): Promise<{ started: number; stopped: number }>;
+  churn(o: { durationMs: number; intervalMs: number; hosts?: Host[]; min?: number; max?: number; signal?: AbortSignal; stopTimeoutS?: number }): Promise<{ started: number; stopped: number }>;
   stop(): Promise<void>;
   tail(lines?: number): string;
 }
@@ -243,8 +243,10 @@ export async function startClusterStack(opts: StackOptions = {}): Promise<Cluste
         });
         return name;
       },
-      async stopContainer(name) {
-        await docker.getContainer(name).remove({ force: true });
+      async stopContainer(name, o = {}) {
+        const c = docker.getContainer(name);
+        if (o.stopTimeoutS !== undefined) await c.stop({ t: o.stopTimeoutS }).catch(() => undefined); // already stopped or gone: remove says
+        await c.remove({ force: true });
       },
       async running() {
         const list = await docker.listContainers({ filters: { label: [`${RUN_LABEL}=${runId}`], status: ['running'] } });
@@ -340,7 +342,7 @@ export async function startClusterStack(opts: StackOptions = {}): Promise<Cluste
             const name = names[Math.floor(Math.random() * names.length)]!;
             mine.delete(name);
             stopped++;
-            await stack.stopContainer(name).catch(() => undefined);
+            await stack.stopContainer(name, o.stopTimeoutS === undefined ? {} : { stopTimeoutS: o.stopTimeoutS }).catch(() => undefined);
           } else {
             const h = targets[Math.floor(Math.random() * targets.length)]!;
             starting++;

@@ -8,6 +8,7 @@
 // (a snapshot under way when it re-opens must not come out partial, which
 // would deregister everything it had not reached): every container is
 // re-inspected on the next full list instead.
+import { constants } from 'node:os';
 import type { ContainerInspectInfo } from 'dockerode';
 import { isGone, type DockerClient } from './client.ts';
 import { Backoff, sleep, errorMessage, mapLimit, escapeLogField, type Logger, type ServiceInstance } from '@gantry/core';
@@ -27,10 +28,25 @@ export interface DockerSourceOptions extends DockerSyncOptions {
   concurrency?: number;
 }
 
-// not `kill` (a signal sent: the container still runs, and if it dies a `die` follows) nor
-// `stop` (it comes after `die`): each would cost a pass and an inspect that change nothing,
-// and the `die` right behind would wait for them
-const EVENTS = ['start', 'die', 'pause', 'unpause', 'health_status', 'destroy', 'rename', 'restart', 'update', 'oom'];
+// not `stop` (it comes after `die`): it would cost a pass and an inspect that change nothing,
+// and the `die` right behind would wait for them. `kill` only counts when it is the
+// container's stop signal (see `stopping`); any other signal (a SIGHUP to reload) is skipped.
+const EVENTS = ['start', 'die', 'pause', 'unpause', 'health_status', 'destroy', 'rename', 'restart', 'update', 'oom', 'kill'];
+
+/** How long a container sent its stop signal stays out of the desired set while it still runs. */
+export const STOPPING_MAX_MS = 60_000;
+
+/** Whether `signal` (a kill event's attribute: a number, or a name) is the stop signal `stopSignal` (Config.StopSignal, default SIGTERM), or SIGKILL. */
+export function isStopSignal(signal: string | undefined, stopSignal: string | undefined): boolean {
+  const num = (x: string): number => {
+    if (/^\d+$/.test(x)) return Number(x);
+    const name = x.toUpperCase();
+    return (constants.signals as Record<string, number>)[name.startsWith('SIG') ? name : `SIG${name}`] ?? NaN;
+  };
+  if (signal === undefined) return false;
+  const sig = num(signal);
+  return sig === constants.signals.SIGKILL || sig === num(stopSignal || 'SIGTERM');
+}
 
 export class DockerSource {
   readonly kind = 'docker' as const;
@@ -47,6 +63,14 @@ export class DockerSource {
   private needList = true;
   /** containers a `die` event named that need no inspection to know they are gone */
   private died = new Set<string>();
+  /**
+   * Containers sent their stop signal (`docker stop`, a `kill` event with their
+   * StopSignal) that still run: left out of the desired set, so their instances are
+   * deregistered — and leave the load balancers — while the container finishes
+   * what it serves, before it dies (draining). Until their `die`, a `start`, or
+   * STOPPING_MAX_MS (a container that outlived the signal is registered again).
+   */
+  private readonly stopping = new Map<string, NodeJS.Timeout>();
   /** the event stream re-opened: every container is inspected again on the next list */
   private reinspectAll = false;
   /** containers whose last inspection failed (not 404): kept as last known, inspected again */
@@ -130,6 +154,7 @@ export class DockerSource {
     } else if (!this.unknown.size) this.retryBackoff.reset();
     const out: ServiceInstance[] = [];
     for (const info of this.cache.values()) {
+      if (this.stopping.has(info.Id)) continue;
       // an inspection not taken again since the last pass gives the same instances (the same
       // objects, so the reconciler's spec hashes of them are reused): a pass costs what changed
       let r = this.results.get(info);
@@ -157,6 +182,23 @@ export class DockerSource {
       }
     }
     if (problems.length || escaped.length) this.reported.set(id, key); else this.reported.delete(id);
+  }
+
+  private markStopping(id: string): void {
+    this.o.log.info({ container: id.slice(0, 12) }, 'container sent its stop signal: deregistering it while it stops (draining)');
+    const timer = setTimeout(() => {
+      this.stopping.delete(id);
+      this.o.log.warn({ container: id.slice(0, 12), afterMs: STOPPING_MAX_MS }, 'container still running after its stop signal: registered again');
+      this.touched.add(id);
+      this.changed.poke();
+    }, STOPPING_MAX_MS);
+    timer.unref();
+    this.stopping.set(id, timer);
+  }
+
+  private clearStopping(id: string): void {
+    clearTimeout(this.stopping.get(id));
+    this.stopping.delete(id);
   }
 
   private scheduleRetry(delay: number): void {
@@ -210,8 +252,13 @@ export class DockerSource {
                 const id = ev.id ?? ev.Actor?.ID;
                 // lagMs: from the engine's own timestamp of the event to its arrival here
                 this.o.log.debug({ container: id?.slice(0, 12), event: ev.Action, lagMs: ev.timeNano ? Math.round(Date.now() - ev.timeNano / 1e6) : undefined }, 'docker event');
-                if (id) {
+                if (id && ev.Action === 'kill') {
+                  // only the stop signal of a container we serve: it is about to stop
+                  if (!this.cache.has(id) || this.stopping.has(id) || !isStopSignal(ev.Actor?.Attributes?.signal, (this.cache.get(id)!.Config as { StopSignal?: string }).StopSignal)) continue;
+                  this.markStopping(id);
+                } else if (id) {
                   this.touched.add(id);
+                  if (ev.Action === 'die' || ev.Action === 'start' || ev.Action === 'restart' || ev.Action === 'destroy') this.clearStopping(id);
                   if (ev.Action === 'die' && (this.o.deregister === 'always' || ev.Actor?.Attributes?.exitCode === '0')) this.died.add(id);
                   else if (ev.Action === 'start' || ev.Action === 'restart' || ev.Action === 'unpause') this.died.delete(id);
                 } else this.needList = true;
