@@ -58,7 +58,7 @@ async function templaterAt(services: number): Promise<TemplaterScale> {
     const haproxyBin = systemBin('haproxy');
     for (let i = 0; i < 5; i++) {
       const before = readFileSync(haproxy.cfgFile, 'utf8');
-      const p0 = await masterProcs(haproxy);
+      const p0 = await masterProcs(haproxy, 300_000);
       await consulPut(consul.addr, '/v1/catalog/register', { Node: 'bench-node', Address: '127.0.0.1', SkipNodeUpdate: true, Service: { ID: `s${i}-0`, Service: `svc${i}`, Address: '10.100.0.1', Port: 8080, Tags: [`gantry.path=/p${i}`] } });
       const w0 = nowMs();
       await waitUntil('file changed and reload confirmed', async () => {

@@ -1,6 +1,6 @@
 // The soak (`node bench/run.ts soak`; never part of a plain `bench/run.ts`):
 // the cluster stack of test/harness/cluster-stack.ts for GANTRY_SOAK_MINUTES
-// (default 20): a container started or stopped every second across the three
+// (default 20): a container started or stopped (docker stop -t 5) every second across the three
 // hosts (5–40 running), a KV change every second read by ten config clients
 // (one process, on the edge agent), HAProxy under a steady wrk load (1 thread,
 // 4 connections). Every 10 s, for each Gantry process: RSS and open FDs (from
@@ -19,6 +19,7 @@ import { summarizeHAProxyLog } from './soak/haproxy-log.ts';
 import { result, round, TWO_CORES, type BenchResult } from './lib.ts';
 
 const SUITE = 'soak';
+const STOP_TIMEOUT_S = 5;
 const here = dirname(fileURLToPath(import.meta.url));
 
 /**
@@ -94,7 +95,9 @@ export async function run(): Promise<BenchResult[]> {
     wrk = spawnEngine('wrk', 'wrk', ['-t1', '-c4', `-d${Math.round(durationMs / 1000)}s`, '--timeout', '5s', '-H', `Host: ${SERVICE}.${DOMAIN}`, `http://127.0.0.1:${stack.haproxy.httpPort}/`], { logFile: wrkLog });
     const t0 = Date.now();
     const end = t0 + durationMs;
-    const churn = stack.churn({ durationMs, intervalMs: 1000, min: 5, max: 40 });
+    // a stop is `docker stop -t 5` (busybox httpd, PID 1, ignores SIGTERM: SIGKILL after 5 s), as
+    // containers are stopped; a SIGKILL without warning is the chaos tests' case
+    const churn = stack.churn({ durationMs, intervalMs: 1000, min: 5, max: 40, stopTimeoutS: STOP_TIMEOUT_S });
     let kv = 0;
     const kvLoop = (async () => {
       while (Date.now() < end) {
@@ -152,7 +155,7 @@ export async function run(): Promise<BenchResult[]> {
     }
 
     const out: BenchResult[] = [];
-    const notes = `${TWO_CORES}; ${minutes} min; churn ${counts.started} starts/${counts.stopped} stops (1/s, 5–40 running, 3 hosts); ${kv} KV changes read by 10 config clients; wrk -t1 -c4; samples in ${samplesFile}`;
+    const notes = `${TWO_CORES}; ${minutes} min; churn ${counts.started} starts/${counts.stopped} stops (docker stop -t ${STOP_TIMEOUT_S}; 1/s, 5–40 running, 3 hosts); ${kv} KV changes read by 10 config clients; wrk -t1 -c4; samples in ${samplesFile}`;
     const windowOf = (proc: string, fromMin: number, toMin: number): Sample[] => samples.filter((s) => s.proc === proc && s.t > fromMin * 60_000 && s.t <= toMin * 60_000);
     let worstRss = -Infinity;
     let worstFd = -Infinity;
@@ -164,8 +167,9 @@ export async function run(): Promise<BenchResult[]> {
       worstRss = Math.max(worstRss, rssGrowth);
       worstFd = Math.max(worstFd, fdGrowth);
       const all = samples.filter((s) => s.proc === proc);
+      const floor = (xs: Sample[]): string => Math.min(...xs.map((s) => s.heapMb)).toFixed(1);
       const mb = (xs: Sample[], k: 'rssMb' | 'rssAnonMb' | 'rssFileMb' | 'heapTotalMb' | 'externalMb'): string => mean(xs.map((s) => s[k])).toFixed(1);
-      const d = `minute 5 → last: rss ${mb(a, 'rssMb')} → ${mb(b, 'rssMb')} MB (anonymous ${mb(a, 'rssAnonMb')} → ${mb(b, 'rssAnonMb')}, file-backed ${mb(a, 'rssFileMb')} → ${mb(b, 'rssFileMb')}), fds ${mean(a.map((s) => s.fds)).toFixed(1)} → ${mean(b.map((s) => s.fds)).toFixed(1)}, heap used ${mean(a.map((s) => s.heapMb)).toFixed(1)} → ${mean(b.map((s) => s.heapMb)).toFixed(1)} MB of ${mb(a, 'heapTotalMb')} → ${mb(b, 'heapTotalMb')}, external ${mb(a, 'externalMb')} → ${mb(b, 'externalMb')} MB`;
+      const d = `minute 5 → last: rss ${mb(a, 'rssMb')} → ${mb(b, 'rssMb')} MB (anonymous ${mb(a, 'rssAnonMb')} → ${mb(b, 'rssAnonMb')}, file-backed ${mb(a, 'rssFileMb')} → ${mb(b, 'rssFileMb')}), fds ${mean(a.map((s) => s.fds)).toFixed(1)} → ${mean(b.map((s) => s.fds)).toFixed(1)}, heap used ${mean(a.map((s) => s.heapMb)).toFixed(1)} → ${mean(b.map((s) => s.heapMb)).toFixed(1)} MB of ${mb(a, 'heapTotalMb')} → ${mb(b, 'heapTotalMb')} (lowest ${floor(a)} → ${floor(b)}: a leak raises the low points after collections), external ${mb(a, 'externalMb')} → ${mb(b, 'externalMb')} MB`;
       out.push(result({ suite: SUITE, metric: `soak_rss_growth_pct.${proc}`, value: rssGrowth, unit: '%', n: a.length + b.length, baseline_metric: null, baseline_value: null, notes: `${d}; no baseline (growth of the process itself)` }));
       out.push(result({ suite: SUITE, metric: `soak_fd_growth_pct.${proc}`, value: fdGrowth, unit: '%', n: a.length + b.length, baseline_metric: null, baseline_value: null, notes: d }));
       out.push(result({ suite: SUITE, metric: `soak_consul_requests_per_min.${proc}`, value: mean(all.map((s) => s.consulPerMin)), unit: 'req/min', n: all.length, baseline_metric: null, baseline_value: null, notes: `counted by a proxy in front of its agent; max ${Math.max(...all.map((s) => s.consulPerMin)).toFixed(0)}` }));

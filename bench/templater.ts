@@ -233,9 +233,9 @@ template {
   return { name: 'consul-template', stop: () => proc.stop(), reloads: async () => (await masterProcs(h)).reloads - reloads0 };
 }
 
-/** show proc through the master CLI, retried while the master re-executes itself */
-export const masterProcs = (h: HAProxyEngine): Promise<{ reloads: number; workers: number[] }> =>
-  waitUntil('show proc', async () => h.processes().catch(() => undefined), { timeoutMs: 15_000, intervalMs: 10 });
+/** show proc through the master CLI, retried while the master re-executes itself (with 20,000 backends under load, longer than 15 s) */
+export const masterProcs = (h: HAProxyEngine, timeoutMs = 15_000): Promise<{ reloads: number; workers: number[] }> =>
+  waitUntil('show proc', async () => h.processes().catch(() => undefined), { timeoutMs, intervalMs: 10 });
 
 /** the servers of a backend that take traffic (running, not in maintenance or drain), as addr:port */
 async function servingSet(h: HAProxyEngine, backend: string): Promise<string> {
