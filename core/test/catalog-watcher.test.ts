@@ -99,6 +99,17 @@ test('changes without checks (a new instance, a new port on re-registration, rem
     await until('api2 gone', w, (s) => s.services.get('api')?.length === 1);
     await deregister(consul.addr, 'api1');
     await until('api gone', w, (s) => !s.services.has('api'));
+    // a whole node deregistered: its instances go (the probe of a node gone is no error)
+    await register(consul.addr, { id: 'db1', name: 'db', port: 5432, node: 'host-gone' });
+    await register(consul.addr, { id: 'db2', name: 'db', port: 5433 });
+    await until('db on two nodes', w, (s) => s.services.get('db')?.length === 2);
+    const r = await fetch(`${consul.addr}/v1/catalog/deregister`, { method: 'PUT', body: JSON.stringify({ Node: 'host-gone' }) });
+    t.true(r.ok);
+    const left = await until('host-gone\'s instance gone', w, (s) => s.services.get('db')?.length === 1 && s.services.get('db'));
+    t.deepEqual(left.map((i) => i.id), ['db2']);
+    await register(consul.addr, { id: 'db3', name: 'db', port: 5434 });
+    await until('db3 after the node went', w, (s) => s.services.get('db')?.length === 2);
+    t.is(w.lastError, undefined);
     t.true((counts.get('node') ?? 0) > 1);
     t.is(w.stats.sweeps, 1, 'only the first sync read every node');
   } finally {

@@ -8,8 +8,9 @@
 // for with a timer: each node's services carry a per-node index (the
 // X-Consul-Index of /v1/catalog/node-services/<node>, moved by every
 // registration or removal on that node, with or without checks), read cheaply
-// with a filter matching nothing; only nodes whose index moved are read in
-// full, and the instances that appeared, went away or changed are applied.
+// with a filter matching nothing (these probes go out with the node listing);
+// only nodes whose index moved are read in full, and the instances that
+// appeared, went away or changed are applied.
 // An instance registered after the checks we hold has its service's checks
 // read once (/v1/health/service/<name>), so a check written with its instance
 // is never missed. The first sync and a periodic resync (resyncMs, counted in
@@ -261,21 +262,31 @@ export class CatalogWatcher {
    * applies what differs; returns the services with an instance newer than `checksIndex`.
    */
   private async readNodes(all: boolean, checksIndex: bigint): Promise<Set<string>> {
-    const { body } = await this.get<Array<{ Node: string; Address: string }> | null>('node', '/v1/catalog/nodes');
-    const list = body ?? [];
+    const nodePath = (node: string): string => `/v1/catalog/node-services/${encodeURIComponent(node)}`;
+    // the node listing and the probes of the nodes held go out together (fetchConcurrency in
+    // all): a change costs one round trip less before the changed node is read
+    let list: Array<{ Node: string; Address: string }> = [];
+    const probed = new Map<string, bigint>();
+    const probe = async (node: string): Promise<bigint> => {
+      this.stats.nodeProbes++;
+      return (await this.get<unknown>('node', `${nodePath(node)}?filter=${MATCH_NOTHING}`)).index;
+    };
+    const tasks: Array<() => Promise<void>> = [async () => { list = (await this.get<Array<{ Node: string; Address: string }> | null>('node', '/v1/catalog/nodes')).body ?? []; }];
+    // a probe that fails here (a node just gone) is left to the pass below, which knows the listing
+    if (!all) for (const node of this.nodes.keys()) tasks.push(async () => { probed.set(node, await probe(node).catch(() => -1n)); });
+    await mapLimit(tasks, this.o.fetchConcurrency, (task) => task());
     const present = new Set(list.map((n) => n.Node));
     const newer = new Set<string>();
     for (const node of [...this.nodes.keys()]) if (!present.has(node)) this.replaceNode(node, undefined, newer, checksIndex);
     await mapLimit(list, this.o.fetchConcurrency, async (n) => {
-      const path = `/v1/catalog/node-services/${encodeURIComponent(n.Node)}`;
       const held = this.nodes.get(n.Node);
       if (!all && held) {
-        this.stats.nodeProbes++;
-        const probe = await this.get<unknown>('node', `${path}?filter=${MATCH_NOTHING}`);
-        if (probe.index === held.index) return;
+        let index = probed.get(n.Node) ?? -1n;
+        if (index < 0n) index = await probe(n.Node);
+        if (index === held.index) return;
       }
       this.stats.nodeReads++;
-      const read = await this.get<ConsulNodeServices | string | null>('node', path);
+      const read = await this.get<ConsulNodeServices | string | null>('node', nodePath(n.Node));
       const services = typeof read.body === 'object' && read.body !== null ? read.body : undefined;
       this.replaceNode(n.Node, services && { index: read.index, address: services.Node?.Address ?? n.Address, services: services.Services ?? [] }, newer, checksIndex);
     });
