@@ -4,8 +4,9 @@
 // outside, a blocking catalog query): a direct agent register call, a direct
 // deregister call, the same 300 registrations made by direct calls. RSS has no
 // honest baseline (baseline_metric null). A second, shorter run at debug level
-// splits start → registered into its shares (printed to stderr, from the
-// registrator's debug log: a diagnosis, not a figure).
+// (up to 100 starts, then as many kills, in the same order) splits both figures
+// into their shares, sample by sample (stderr, from the registrator's debug log:
+// a diagnosis, not a figure).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
@@ -46,53 +47,62 @@ function rssMb(pid: number): number {
 }
 
 /**
- * Where start → registered goes, from a run at debug level (stderr, one JSON line):
- * the event's trip from dockerd (its timeNano → arrival), arrival → pass start
- * (debounce, a pass already under way), the pass's snapshot (inspect) and apply
- * (the agent call), and the rest of the outside figure (the agent call answered →
- * the catalog's blocking query answered). Log times have ms resolution.
+ * Where start → registered and kill → deregistered go, from a run at debug level (stderr,
+ * one JSON line each), sample by sample: the container's event as it arrived (before the
+ * outside clock starts when negative: dockerd sends `start` and `die` before its API call
+ * returns), arrival → pass start (a pass already under way), the pass's snapshot (the
+ * inspect; none for a `die`) and apply (the agent call), and the agent call answered → the
+ * catalog's blocking query answered. Log times have ms resolution; each share's p50/p99
+ * is over its own samples, so the shares do not add up to the total's percentiles.
  */
 async function breakdown(docker: Docker, consul: ConsulClient, env: NodeJS.ProcessEnv, n: number): Promise<void> {
   const id = newRunId();
   const owner = `bench-${id}`;
   const g = await startGantry('registrator', ['--owner', owner, '--require-label', `gantry.test=${id}`, '--resync', '60s', '--log-level', 'debug'], { env });
   try {
-    const total: number[] = [];
-    const totalDown: number[] = [];
+    interface Sample { container: string; service: string; t0: number; visible: number }
+    const ups: Sample[] = [];
+    const downs: Sample[] = [];
+    // the same order as the figures' run: n starts (up to n containers running), then n kills
+    const started: Docker.Container[] = [];
     for (let i = 0; i < n; i++) {
       const c = await runContainer(docker, { runId: id, name: `${id}-b${i}`, publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: `b-${i}` }, labels: { 'gantry.test': id }, start: false });
       await c.start();
-      const t0 = nowMs();
-      total.push((await until(consul, owner, (s) => s.has(`b-${i}`))) - t0);
-      await c.kill();
-      const t1 = nowMs();
-      totalDown.push((await until(consul, owner, (s) => !s.has(`b-${i}`))) - t1);
+      const t0 = Date.now();
+      const p0 = nowMs();
+      const p1 = await until(consul, owner, (s) => s.has(`b-${i}`));
+      ups.push({ container: c.id.slice(0, 12), service: `b-${i}`, t0, visible: t0 + (p1 - p0) });
+      started.push(c);
     }
-    const logs = g.logs();
-    const shares = (event: string, action: string): Record<string, number> => {
-      const lag: number[] = [];
-      const queue: number[] = [];
-      const snap: number[] = [];
-      const apply: number[] = [];
-      let lastEvent: number | undefined;
-      for (const l of logs) {
-        const at = Date.parse(String(l.time));
-        if (l.msg === 'docker event' && l.event === event) { if (typeof l.lagMs === 'number') lag.push(l.lagMs); lastEvent = at; }
-        if (l.msg === 'pass timing' && lastEvent !== undefined && typeof l.snapshotMs === 'number' && typeof l.applyMs === 'number') {
-          const next = logs[logs.indexOf(l) - 1];
-          if (next?.action !== action) continue;
-          queue.push(Math.max(0, at - l.snapshotMs - l.applyMs - lastEvent));
-          snap.push(l.snapshotMs);
-          apply.push(l.applyMs);
-          lastEvent = undefined;
-        }
+    for (let i = 0; i < n; i++) {
+      await started[i]!.kill();
+      const t0 = Date.now();
+      const p0 = nowMs();
+      const p1 = await until(consul, owner, (s) => !s.has(`b-${i}`));
+      downs.push({ container: started[i]!.id.slice(0, 12), service: `b-${i}`, t0, visible: t0 + (p1 - p0) });
+    }
+    const logs = g.logs().map((l): Record<string, unknown> & { at: number } => ({ ...l, at: Date.parse(String(l.time)) }));
+    const shares = (samples: Sample[], event: string, action: string): Record<string, number> => {
+      const cols: Record<string, number[]> = { total: [], event_after_t0: [], arrival_to_pass: [], snapshot_inspect: [], agent_call: [], applied_to_visible: [] };
+      for (const smp of samples) {
+        const ev = logs.find((l) => l.msg === 'docker event' && l.event === event && l.container === smp.container);
+        const k = logs.findIndex((l) => l.action === action && l.service === smp.service && (l.msg === `${action} ${smp.service}`));
+        const done = logs[k];
+        const pass = logs.slice(k).find((l) => l.msg === 'pass timing');
+        cols.total!.push(smp.visible - smp.t0);
+        if (!ev || !done || !pass || typeof pass.snapshotMs !== 'number' || typeof pass.applyMs !== 'number') continue;
+        cols.event_after_t0!.push(ev.at - smp.t0);
+        cols.arrival_to_pass!.push(pass.at - pass.snapshotMs - pass.applyMs - ev.at);
+        cols.snapshot_inspect!.push(pass.snapshotMs);
+        cols.agent_call!.push(pass.applyMs);
+        cols.applied_to_visible!.push(smp.visible - done.at);
       }
-      return { n: snap.length, event_lag_p50: percentile(lag, 50), arrival_to_pass_p50: percentile(queue, 50), snapshot_inspect_p50: percentile(snap, 50), agent_call_p50: percentile(apply, 50), event_lag_p99: percentile(lag, 99), arrival_to_pass_p99: percentile(queue, 99), snapshot_inspect_p99: percentile(snap, 99), agent_call_p99: percentile(apply, 99) };
+      const out: Record<string, number> = { n: cols.snapshot_inspect!.length };
+      for (const [k, v] of Object.entries(cols)) { out[`${k}_p50`] = round(percentile(v, 50), 1); out[`${k}_p99`] = round(percentile(v, 99), 1); }
+      return out;
     };
-    const up = shares('start', 'register');
-    const down = shares('die', 'deregister');
-    process.stderr.write(`${JSON.stringify({ breakdown: 'start_to_registered', total_p50: percentile(total, 50), total_p99: percentile(total, 99), ...up, rest_p50: percentile(total, 50) - up.event_lag_p50! - up.arrival_to_pass_p50! - up.snapshot_inspect_p50! - up.agent_call_p50! })}\n`);
-    process.stderr.write(`${JSON.stringify({ breakdown: 'kill_to_deregistered', total_p50: percentile(totalDown, 50), total_p99: percentile(totalDown, 99), ...down, rest_p50: percentile(totalDown, 50) - down.event_lag_p50! - down.arrival_to_pass_p50! - down.snapshot_inspect_p50! - down.agent_call_p50! })}\n`);
+    process.stderr.write(`${JSON.stringify({ breakdown: 'start_to_registered', ...shares(ups, 'start', 'register') })}\n`);
+    process.stderr.write(`${JSON.stringify({ breakdown: 'kill_to_deregistered', ...shares(downs, 'die', 'deregister') })}\n`);
   } finally {
     await g.stop();
     await cleanupContainers(docker, id);
@@ -175,7 +185,7 @@ export async function run(): Promise<BenchResult[]> {
     await reg.stop();
     reg = undefined;
     await cleanupContainers(docker, runId);
-    await breakdown(docker, consul, env, Math.min(N, 50));
+    await breakdown(docker, consul, env, Math.min(N, 100));
 
     // cold start: COLD running containers, then the registrator starts
     const cold = newRunId();
