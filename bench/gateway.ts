@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { result, percentile, nowMs, TWO_CORES, type BenchResult } from './lib.ts';
 import { startConsul, type ConsulEngine } from '../test/harness/engines/consul.ts';
 import { startHAProxy, answeringConfig, globalSection, type HAProxyEngine } from '../test/harness/engines/haproxy.ts';
-import { startGantry, GANTRY_NODE_FLAGS, type GantryProcess } from '../test/harness/gantry.ts';
+import { startGantry, GATEWAY_NODE_FLAGS, type GantryProcess } from '../test/harness/gantry.ts';
 import { spawnEngine, freePort, waitUntil, sleep, tcpReady } from '../test/harness/process.ts';
 import { repoRoot } from '../test/harness/bins.ts';
 
@@ -177,7 +177,7 @@ backend be
 
 /** a 50,000-service table in a child process (bench/gateway/big-table.ts); RSS read from /proc by us between its phases */
 async function bigTable(): Promise<BenchResult[]> {
-  const child = spawn(process.execPath, [...GANTRY_NODE_FLAGS, join(repoRoot, 'bench', 'gateway', 'big-table.ts'), '50000'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...GATEWAY_NODE_FLAGS, join(repoRoot, 'bench', 'gateway', 'big-table.ts'), '50000'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const rss = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
   const marks: Record<string, number> = {};
   let out = '';
@@ -196,7 +196,7 @@ async function bigTable(): Promise<BenchResult[]> {
   const times = JSON.parse(/^times (.*)$/m.exec(out)?.[1] ?? 'null') as { cold: number[]; change1: number[]; change1k: number[]; policy: number[]; routes: number } | null;
   if (!times) throw new Error('bench/gateway/big-table.ts gave no times');
   const all = (l: number[]): string => l.map((x) => x.toFixed(0)).join(', ');
-  const common = `50,000 services, ${times.routes} routes (<service>.<domain> + urlprefix-/pN each), through RouteSource → TableBuilder → Gateway.swap in one process (${GANTRY_NODE_FLAGS.join(' ')}, as gantry runs); every changed snapshot made as core's watcher makes it (new objects for every instance); target ≤ 500 ms; no honest baseline (fabio is not installed here; the gateway before incremental builds rebuilt the whole table on every change: 10.6 s measured under load avg ~30); ${TWO_CORES}`;
+  const common = `50,000 services, ${times.routes} routes (<service>.<domain> + urlprefix-/pN each), through RouteSource → TableBuilder → Gateway.swap in one process (${GATEWAY_NODE_FLAGS.join(' ')}, as gantry gateway runs); every changed snapshot made as core's watcher makes it (new objects for every instance); target ≤ 500 ms; no honest baseline (fabio is not installed here; the gateway before incremental builds rebuilt the whole table on every change: 10.6 s measured under load avg ~30); ${TWO_CORES}`;
   return [
     result({ suite: 'gateway', metric: 'table_50k_change_build_swap_p99', value: percentile(times.change1, 99), unit: 'ms', n: times.change1.length, baseline_metric: null, baseline_value: null, notes: `one service's instance turns critical or back, the new table swapped: p50 ${percentile(times.change1, 50).toFixed(1)} ms (all: ${all(times.change1)}); ${common}` }),
     result({ suite: 'gateway', metric: 'table_50k_change_1000_build_swap_p50', value: percentile(times.change1k, 50), unit: 'ms', n: times.change1k.length, baseline_metric: null, baseline_value: null, notes: `1,000 services change in one snapshot (all: ${all(times.change1k)}); ${common}` }),

@@ -7,6 +7,8 @@ import { spawnEngine, tempDir, freePort, waitUntil, removeDir, type ManagedProce
 
 /** the node flags `gantry` runs with (see cli/bin/gantry.js) */
 export const GANTRY_NODE_FLAGS = ['--max-semi-space-size=2'];
+/** the flags `gantry gateway` re-executes itself with (a larger young generation, see cli/bin/gantry.js) */
+export const GATEWAY_NODE_FLAGS = ['--max-semi-space-size=16'];
 
 export interface GantryProcess {
   proc: ManagedProcess;
