@@ -42,8 +42,10 @@ export class VipKeeper {
   async afterView(inUse: readonly { key: string; vip: string }[]): Promise<void> {
     this.reported = this.exhaustedNow;
     this.exhaustedNow = new Set();
-    this.report(this.pool.release(new Set(inUse.map((g) => g.key))));
+    const freed = this.pool.release(new Set(inUse.map((g) => g.key)));
     await this.save();
+    // reported once the pool file says so (what is logged as given back is given back on disk too)
+    this.report(freed);
     this.schedule();
     if (this.iface && inUse.length) {
       try {
