@@ -37,6 +37,8 @@ export function runWatcher(o: WatcherOptions): Promise<void> {
     rate: o.rate,
     signal: o.signal,
     random: o.random,
+    // a stale read may come from a follower still catching up after it found its leader again
+    ...(o.consistency === 'stale' ? { behindGraceMs: 10_000 } : {}),
     notFound: () => [],
     deliver: 'every',
     onChange: (body, _index, answer) => o.onAnswer(toKvAnswer(o.prefix, body, answer.headers)),

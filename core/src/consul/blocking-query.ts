@@ -16,7 +16,11 @@
 //     watchers do not renew together; the HTTP timeout is beyond the wait
 //     (Consul adds up to wait/16 of its own);
 //   - errors back off with full jitter, and the next query after one is a
-//     plain read (the server may be another one with a lower index);
+//     plain read (the server may be another one with a lower index); with
+//     behindGraceMs (stale reads), such a read whose index is below one
+//     already delivered is refused as a lagging server's until it has stayed
+//     below for that long (a cluster really reset stays below; a follower
+//     that just found its leader catches up within it);
 //   - an abort ends it at once and leaves no listener on the signal.
 import type { IncomingHttpHeaders } from 'node:http';
 import { GantryError } from '../errors.ts';
@@ -52,6 +56,8 @@ export interface BlockingQueryOptions<T> {
   backoff?: { baseMs: number; maxMs: number } | undefined;
   /** refuse an answer whose server last heard from the leader longer ago than this (X-Consul-LastContact) */
   maxStaleMs?: number | undefined;
+  /** after an error, refuse an answer behind the highest index delivered until it has been behind this long (default: never refused) */
+  behindGraceMs?: number | undefined;
   signal: AbortSignal;
   /** a 404 means "nothing there" (a KV prefix, a lock key): deliver this value; without it a 404 is an error */
   notFound?: () => T;
@@ -88,6 +94,9 @@ export class BlockingQuery<T> {
   private lastRaw: string | undefined;
   private lastStart = -Infinity;
   private errorSince = true;
+  /** the highest raw index delivered, and since when answers have been behind it */
+  private highWater: bigint | undefined;
+  private behindSince: number | undefined;
   /** requests sent (for tests and metrics) */
   requests = 0;
 
@@ -157,6 +166,15 @@ export class BlockingQuery<T> {
       }
     }
     if (res.status === 404 && !o.notFound) throw new GantryError('E_CONSUL_HTTP', `Consul ${o.endpoint}: 404`);
+    const raw = BigInt(/^\d+$/.test(res.index ?? '') ? res.index! : '0');
+    if (o.behindGraceMs !== undefined && this.errorSince && this.highWater !== undefined && raw < this.highWater) {
+      this.behindSince ??= this.now();
+      if (this.now() - this.behindSince < o.behindGraceMs) {
+        throw new GantryError('E_CONSUL_BEHIND', `Consul ${o.endpoint}: answered at index ${raw}, behind ${this.highWater} already read (a lagging server); keeping the last data`);
+      }
+    }
+    this.behindSince = undefined;
+    this.highWater = raw;
     const body = res.status === 404 ? o.notFound!() : res.body;
     // after an error the data is delivered even at the same index: it may be another agent's
     const moved = this.errorSince || res.index !== this.lastRaw;
