@@ -93,8 +93,10 @@ export const serverFreeze = (s: ClusterStack, opts: CaseOptions = {}): Promise<C
   const o = defaults(opts);
   return finish(s, 'server_freeze', o, (async () => {
     // the two other servers must make a quorum: every server back from an earlier case (a
-    // restarted leader) and caught up in Raft before one is frozen, else no one can be elected
-    await s.cluster.waitHealthy();
+    // restarted leader) and caught up in Raft before one is frozen, else no one can be elected.
+    // Up to 180 s: after the agent-restart case a member was twice not seen alive by every node
+    // within 90 s (serf retries a failed member every 30 s); a precondition, not a figure
+    await s.cluster.waitHealthy(180_000);
     await waitUntil('every Consul server a healthy Raft voter', async () => {
       const server = await s.cluster.anyServer();
       const res = await fetch(`${server.httpAddr}/v1/operator/autopilot/health`, { signal: AbortSignal.timeout(2000) });
