@@ -178,6 +178,28 @@ test('VIP pool: stable hash-based picks, persisted; exhaustion is an error namin
   }
 });
 
+test('VIP pool: overlapping saves land in order — once a save resolves the file holds what was released before it was called', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-vip-'));
+  try {
+    const file = join(dir, 'vips.json');
+    const keys = (): string[] => Object.keys((JSON.parse(readFileSync(file, 'utf8')) as { assignments: object }).assignments).sort();
+    for (let round = 0; round < 50; round++) {
+      const p = new VipPool({ pool: '127.77.4.0/24', stateFile: file, graceMs: 1000 });
+      for (const k of ['a', 'b', 'c']) p.assign(k, 0);
+      p.release(new Set(['a', 'b']), 0); // c starts its grace period
+      const first = p.save(); // under way: c still reserved (inactive)
+      t.deepEqual(p.release(new Set(['a', 'b']), 5000).map((f) => f.key), ['c']);
+      await p.save(); // c given back: this state must be on disk now, whatever the first write does
+      t.deepEqual(keys(), ['a', 'b'], `round ${round}`);
+      await first;
+      t.deepEqual(keys(), ['a', 'b'], `round ${round}, after the first write`);
+      rmSync(file);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('kv under the prefix and operator settings reach the view', (t) => {
   const v = buildView(snap([inst('web')], { 'app/x': '1' }), opts({ settings: { l7Bind: ':80' } }), assign());
   t.is(v.kv['app/x'], '1');

@@ -15,6 +15,7 @@ export class VipKeeper {
   private timer: NodeJS.Timeout | undefined;
   private reported = new Set<string>();
   private exhaustedNow = new Set<string>();
+  private stopped = false;
 
   constructor(o: { pool: VipPool; iface?: VipInterface | undefined; log: Logger; metrics: TemplaterMetrics }) {
     this.pool = o.pool;
@@ -66,6 +67,7 @@ export class VipKeeper {
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -85,13 +87,15 @@ export class VipKeeper {
   /** a grace period runs out even when no render comes */
   private schedule(): void {
     if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.stopped) return;
     const next = this.pool.nextExpiryIn();
     if (next === undefined) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.report(this.pool.expire());
-      void this.save();
-      this.schedule();
+      const freed = this.pool.expire();
+      // reported once the pool file says so, as after a view
+      void this.save().then(() => { this.report(freed); this.schedule(); });
     }, next + 5);
     this.timer.unref();
   }

@@ -54,6 +54,7 @@ export class VipPool {
   private readonly exclude: Set<string>;
   private readonly graceMs: number;
   private dirty = false;
+  private saving: Promise<void> = Promise.resolve();
 
   constructor(opts: { pool: string; stateFile?: string | undefined; exclude?: readonly string[]; graceMs?: number }) {
     this.cidr = parseCidr(opts.pool);
@@ -161,8 +162,19 @@ export class VipPool {
     return vip;
   }
 
-  /** writes the assignments when they changed (core's writeFileAtomic: temp, fsync, rename) */
-  async save(): Promise<void> {
+  /**
+   * writes the assignments when they changed (core's writeFileAtomic: temp, fsync, rename). Writes
+   * are serialized: a save called while another is under way waits for it and then writes the
+   * state as it is then, so once a save resolves the file holds at least what was reserved when
+   * it was called (an older write can never land after a newer one).
+   */
+  save(): Promise<void> {
+    const run = this.saving.catch(() => undefined).then(() => this.write());
+    this.saving = run;
+    return run;
+  }
+
+  private async write(): Promise<void> {
     if (!this.file || !this.dirty) return;
     const assignments: Record<string, Reservation> = {};
     for (const k of [...this.reserved.keys()].sort()) assignments[k] = { ...this.reserved.get(k)! };
