@@ -80,7 +80,7 @@ async function templaterAt(services: number): Promise<TemplaterScale> {
   } finally {
     await tool?.stop();
     await Promise.allSettled([consul.stop(), haproxy.stop()]);
-    removeDir(dir);
+    if (process.env.GANTRY_BENCH_KEEP) log(`templater at ${services}: logs kept in ${dir}`); else removeDir(dir);
   }
 }
 
@@ -238,10 +238,14 @@ export async function run(): Promise<BenchResult[]> {
     }));
   }
 
-  log('registrator cold start');
-  out.push(...await registratorColdStart(sizes(process.env.BENCH_SCALE_CONTAINERS, [300, 1000, 3000])));
+  const counts = sizes(process.env.BENCH_SCALE_CONTAINERS, [300, 1000, 3000]);
+  if (counts.length) {
+    log('registrator cold start');
+    out.push(...await registratorColdStart(counts));
+  }
 
   const clients = Number(process.env.BENCH_SCALE_CLIENTS ?? 1000);
+  if (!(clients > 0)) return [];
   log(`${clients} idle config clients`);
   const engine = await startConsul({ hcl: 'limits { http_max_conns_per_client = 10000 }' });
   const consul = createConsul({ addr: engine.addr });

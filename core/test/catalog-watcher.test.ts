@@ -61,6 +61,37 @@ test('300 services: two blocking queries, no request per service while idle; a n
   }
 });
 
+test('instances registered without checks after the last check change (their ModifyIndex above the checks index): at start one read of every check, not one read a service; statuses right', async (t) => {
+  const consul = await startConsul();
+  track('consul', consul);
+  await register(consul.addr, { id: 'crit-a', name: 'crit', port: 900, check: 'critical' });
+  await register(consul.addr, { id: 'warn-a', name: 'warn', port: 901, check: 'warning' });
+  for (let i = 0; i < 120; i++) await register(consul.addr, { id: `plain${i}-a`, name: `plain${i}`, port: 1000 + i });
+  const { w, counts, close } = watch(consul, { waitMs: 1000 });
+  try {
+    await w.ready();
+    const s = await until('122 services', w, (x) => (x.services.size >= 122 ? x : undefined));
+    t.is(w.stats.serviceReads, 0, 'no read a service');
+    t.true(w.stats.bulkCheckReads >= 1);
+    t.true((counts.get('service') ?? 0) === 0);
+    t.is(s.services.get('crit')?.[0]?.status, 'critical');
+    t.is(s.services.get('warn')?.[0]?.status, 'warning');
+    t.true([...s.services].filter(([n]) => n.startsWith('plain')).every(([, l]) => l.length === 1 && l[0]!.status === 'passing'));
+    // a check on one of them turns critical later: the blocking health query carries it (the read at start does not stick)
+    await setCheck(consul.addr, 'plain7-a', 'critical');
+    await until('plain7 critical', w, (x) => x.services.get('plain7')?.[0]?.status === 'critical');
+    // a burst of 40 more, without checks: one read of every check again, none a service
+    const reads = w.stats.serviceReads;
+    await Promise.all(Array.from({ length: 40 }, (_, i) => register(consul.addr, { id: `burst${i}-a`, name: `burst${i}`, port: 3000 + i })));
+    await until('the burst', w, (x) => x.services.has('burst39') && x.services.has('burst0'));
+    t.true(w.stats.serviceReads - reads <= 32, `service reads for the burst: ${w.stats.serviceReads - reads}`);
+    t.is(w.snapshot()!.services.get('plain7')?.[0]?.status, 'critical');
+    t.is(w.snapshot()!.services.get('crit')?.[0]?.status, 'critical');
+  } finally {
+    await close();
+  }
+});
+
 test('health changes are applied from /v1/health/state/any without fetching the service', async (t) => {
   const consul = await startConsul();
   track('consul', consul);

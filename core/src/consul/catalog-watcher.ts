@@ -59,6 +59,8 @@ export interface CatalogWatcherStats {
   nodeReads: number;
   /** reads of one service's checks (instances newer than the checks held) */
   serviceReads: number;
+  /** one read of every check instead of a read a service (many instances newer than the checks held) */
+  bulkCheckReads: number;
 }
 
 interface ServiceRecord {
@@ -81,6 +83,9 @@ interface CheckState {
 }
 
 type Listener = (snap: CatalogSnapshot) => void;
+
+/** more services than this with instances newer than the checks held: one read of every check */
+const BULK_CHECKS_AFTER = 32;
 
 /** a filter no service matches: the answer is the node's index alone */
 const MATCH_NOTHING = encodeURIComponent('ID == "__gantry_index_only__"');
@@ -107,7 +112,7 @@ export class CatalogWatcher {
   private loops: Promise<void>[] = [];
   private resyncTimer: NodeJS.Timeout | undefined;
   private detach: (() => void) | undefined;
-  readonly stats: CatalogWatcherStats = { syncs: 0, sweeps: 0, resyncs: 0, nodeProbes: 0, nodeReads: 0, serviceReads: 0 };
+  readonly stats: CatalogWatcherStats = { syncs: 0, sweeps: 0, resyncs: 0, nodeProbes: 0, nodeReads: 0, serviceReads: 0, bulkCheckReads: 0 };
   /** the last error talking to Consul, cleared by the next success */
   lastError: string | undefined;
 
@@ -246,8 +251,10 @@ export class CatalogWatcher {
       if (all) this.stats.sweeps++;
       try {
         const newer = await this.readNodes(all, checks.index);
-        // instances registered after the checks we hold: their checks, read with them
-        await mapLimit([...newer], this.o.fetchConcurrency, (name) => this.readServiceChecks(name));
+        // instances registered after the checks we hold: their checks, read with them (one read
+        // of every check when there are many: a start, a sweep, a bulk registration)
+        if (newer.size > BULK_CHECKS_AFTER) await this.readAllChecks(newer, checks.index);
+        else await mapLimit([...newer], this.o.fetchConcurrency, (name) => this.readServiceChecks(name));
       } catch (err) {
         if (all) this.needSweep = true;
         throw err;
@@ -330,6 +337,30 @@ export class CatalogWatcher {
     for (const e of body) {
       const key = instanceKey(e.Node.Node, e.Service.ID);
       if (!this.checks || index > this.checks.index) this.overrides.set(key, { index, checks: e.Checks ?? [] });
+    }
+  }
+
+  /**
+   * One read of /v1/health/state/any, made after the node reads, holds the checks of every
+   * instance those reads saw (Consul writes an instance and its checks in one transaction). Each
+   * instance of `services` newer than the checks held keeps its checks from it, as a service read
+   * would give them, until the blocking health query catches up (its index reaches the
+   * instance's ModifyIndex or this read's). At 20,000 services registered without checks (the
+   * checks index then stays below every instance's) this is one request instead of 20,000.
+   */
+  private async readAllChecks(services: ReadonlySet<string>, checksIndex: bigint): Promise<void> {
+    this.stats.bulkCheckReads++;
+    const { body, index } = await this.get<ConsulCheck[] | string | null>('health', '/v1/health/state/any');
+    const fresh = indexChecks(Array.isArray(body) ? body : [], index);
+    const held = this.checks?.index ?? -1n;
+    for (const name of services) {
+      for (const inst of this.known.get(name)?.instances.values() ?? []) {
+        const modified = BigInt(inst.modifyIndex);
+        if (modified <= checksIndex) continue;
+        const ovIndex = index > modified ? index : modified;
+        if (ovIndex <= held || (this.overrides.get(inst.key)?.index ?? -1n) >= ovIndex) continue;
+        this.overrides.set(inst.key, { index: ovIndex, checks: [...(fresh.byInstance.get(inst.key) ?? []), ...(fresh.byNode.get(inst.node) ?? [])] });
+      }
     }
   }
 
