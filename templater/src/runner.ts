@@ -84,6 +84,7 @@ export class Runner {
   private cachedView: { version: number; compact: boolean; view: View } | undefined;
   private seenSkips = new Set<string>();
   private probeTimer: NodeJS.Timeout | undefined;
+  private probeQueued = false;
   private unsubscribe: (() => void) | undefined;
   private stopped = false;
   private conflicts: HostConflict[] = [];
@@ -253,6 +254,9 @@ export class Runner {
     const waitMs = r.changedAt === undefined ? undefined : Math.round(started - r.changedAt);
     r.changedAt = undefined;
     let view = earlier ?? await this.viewFor(snap);
+    // a new service without a spare (or with path routes) is served only after a reload, which
+    // writes the compact layout: that is the only render made (at 20,000 services each costs ~0.5 s)
+    if (r.runtime && !earlier && view.overflow.length > 0) view = await this.viewFor(snap, true);
     r.used = { snap, view };
     const name = r.spec.name;
     const viewMs = performance.now() - started;
@@ -285,9 +289,10 @@ export class Runner {
     const choiceMs = performance.now() - c0;
     if (choice.path === 'runtime' && r.runtime && r.applied) {
       try {
-        const res = await r.runtime.apply(backendsOf(view), changedBackends(r.applied, view));
+        // a sync owed (a failed one, a master that re-read its files): every backend and the whole map
+        const res = await r.runtime.apply(backendsOf(view), r.syncOwed ? undefined : changedBackends(r.applied, view));
         let mapCommands = 0;
-        if (mapFile && hostMap !== r.appliedHostMap) {
+        if (mapFile && (hostMap !== r.appliedHostMap || r.syncOwed)) {
           mapCommands = (await r.runtime.applyHostMap(mapFile, view.hostMap)).commands;
           await writeAtomic(mapFile, hostMap!);
         }
@@ -331,21 +336,27 @@ export class Runner {
         return;
       }
     }
+    await this.settleFile(r);
+    let pre: Promise<void> | undefined;
     if (r.runtime && r.applied && r.target.reloader) {
       // the new workers start from the server-state file: make the running servers match the render
-      // first and save them, so no backend comes back on the addresses of an older state
+      // and save them before the reload, so no backend comes back on the addresses of an older
+      // state; done while the file is checked (at 20,000 backends each takes over a second)
       const p0 = performance.now();
-      try {
-        await r.runtime.apply(backendsOf(view, false), changedBackends(r.applied, view), 'skip');
-        await r.runtime.saveState();
-      } catch (err) {
-        this.log.debug({ template: name, err: errorMessage(err) }, 'Runtime API before the reload failed; the sync after it fixes the servers');
-      }
-      timings.preMs = Math.round(performance.now() - p0);
+      const [rt, applied, v] = [r.runtime, r.applied, view];
+      pre = (async () => {
+        try {
+          await rt.apply(backendsOf(v, false), changedBackends(applied, v), 'skip');
+          await rt.saveState();
+        } catch (err) {
+          this.log.debug({ template: name, err: errorMessage(err) }, 'Runtime API before the reload failed; the sync after it fixes the servers');
+        }
+        timings.preMs = Math.round(performance.now() - p0);
+      })();
     }
-    await this.settleFile(r);
     const force = r.pendingReload || (r.applied === undefined && r.runtime === undefined && r.target.reloader !== undefined);
-    let out = await applyRender(r.target, content, { forceReload: force, timings });
+    let out = await applyRender(r.target, content, { forceReload: force, timings, beforeReload: pre });
+    await pre;
     if (out.result === 'unchanged' && r.runtime && r.target.reloader && !r.applied) {
       // first render after a start: the file is already this one; make sure HAProxy runs it
       try {
@@ -525,20 +536,33 @@ export class Runner {
     void this.enqueue(r);
   }
 
-  /** probes run in the queue, so never while a reload re-executes the master */
+  /**
+   * probes run in the queue, so never while a reload re-executes the master; one at a time: a
+   * master that does not answer makes each probe wait for its timeout (3 s), and probes queued
+   * every interval would pile up ahead of every change
+   */
   private probe(): Promise<void> {
-    if (this.stopped) return Promise.resolve();
+    if (this.stopped || this.probeQueued) return Promise.resolve();
+    this.probeQueued = true;
     this.chain = this.chain.then(async () => {
       for (const r of this.runs) {
-        if (!await probeTarget(r.spec.name, r.target.reloader, r.probe, this.log, this.o.metrics)) continue;
-        // back, or restarted from the file on disk: it gets the current config by a reload
-        r.pendingReload = true;
-        if (r.runtime) this.routes.reset();
+        const seen = await probeTarget(r.spec.name, r.target.reloader, r.probe, this.log, this.o.metrics);
+        if (!seen) continue;
+        if (seen === 'back' && r.runtime && !r.pendingReload) {
+          // the same master: it re-read the file on disk, which is the last one applied (no reload
+          // is owed); its servers may have started from an older server-state file, so they are
+          // synced through the Runtime API — no reload of our own on top of someone else's
+          r.syncOwed = true;
+        } else {
+          // restarted from the file on disk, or a reload owed: it gets the current config by a reload
+          r.pendingReload = true;
+          if (r.runtime) this.routes.reset();
+        }
         await this.process(r);
       }
     }).catch((err: unknown) => {
       this.log.warn({ err: errorMessage(err) }, 'probe failed unexpectedly');
-    });
+    }).finally(() => { this.probeQueued = false; });
     return this.chain;
   }
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { startRedis } from '../../test/harness/engines/redis.ts';
-import { waitUntil } from '../../test/harness/process.ts';
+import { waitUntil, sleep } from '../../test/harness/process.ts';
 import { register, deregister, setCheck, namedServer, get, gantryArgs, startTemplater } from './helpers.ts';
 import { startStack, vipsOnLo } from './stack.ts';
 
@@ -260,6 +260,40 @@ test('HAProxy killed: reported; what changed meanwhile is applied when it is bac
   await waitUntil('payments', async () => (await get(port, 'payments.gantry.test')).body === 'b', { timeoutMs: 20_000 });
   t.is((await get(port, 'orders.gantry.test')).body, 'b');
   await waitUntil('healthy', async () => (await fetch(`${await st.templater.adminUrl()}/healthz`)).status === 200, { timeoutMs: 10_000 });
+});
+
+test('the same HAProxy master away and back (frozen past two probes, as while it re-executes a reload someone else asked): reported, then synced through the Runtime API with no reload of its own', async (t) => {
+  const st = await startStack(t, track, ['--probe-interval', '200ms']);
+  const a = await namedServer('a');
+  const b = await namedServer('b');
+  t.teardown(async () => { await a.close(); await b.close(); });
+  await register(st.consul.addr, { id: 'o1', name: 'orders', port: a.port, check: 'passing' });
+  const port = st.haproxy.httpPort;
+  await waitUntil('orders', async () => (await get(port, 'orders.gantry.test')).body === 'a', { timeoutMs: 20_000 });
+  await st.templater.waitForLog('first reload', (l) => String(l.msg).startsWith('rendered, checked, written and reloaded'));
+  // nothing left in flight (a reload sent to a frozen master would be owed, and made, when it is back)
+  let seen = -1;
+  await waitUntil('the templater idle for 1.5 s', async () => { await sleep(1500); const n = st.templater.logs().length; const idle = n === seen; seen = n; return idle; }, { timeoutMs: 30_000 });
+  const reloads0 = await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' });
+  const master = Number(readFileSync(st.haproxy.pidFile, 'utf8').trim());
+  const workers0 = (await st.haproxy.processes()).workers;
+  process.kill(master, 'SIGSTOP');
+  let resumed = false;
+  t.teardown(() => { if (!resumed) process.kill(master, 'SIGCONT'); });
+  await st.templater.waitForLog('down reported', (l) => String(l.msg).startsWith('reload target is down'), 30_000);
+  // the workers serve on; a change meanwhile goes through the Runtime API (the worker's socket)
+  await register(st.consul.addr, { id: 'o1', name: 'orders', port: b.port, check: 'passing' });
+  await waitUntil('orders moved while the master is away', async () => (await get(port, 'orders.gantry.test')).body === 'b', { timeoutMs: 20_000 });
+  process.kill(master, 'SIGCONT');
+  resumed = true;
+  const back = await st.templater.waitForLog('back', (l) => String(l.msg).startsWith('reload target is back'), 30_000);
+  t.is(back.restarted, false);
+  t.log(st.templater.logs().slice(-12).map((l) => String(l.msg)).join(' | '));
+  await st.templater.waitForLog('synced', (l) => String(l.msg).startsWith('owed Runtime API sync done'), 20_000);
+  t.is(await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' }), reloads0, 'no reload on top of the same master');
+  t.deepEqual((await st.haproxy.processes()).workers, workers0);
+  t.is(await st.templater.metric('gantry_templater_target_up', { template: 'haproxy' }), 1);
+  for (let i = 0; i < 4; i++) t.is((await get(port, 'orders.gantry.test')).body, 'b');
 });
 
 test('a reload HAProxy refuses: old workers keep serving, the failure is counted, the templater goes on', async (t) => {

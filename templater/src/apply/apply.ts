@@ -39,12 +39,19 @@ export interface ApplyOptions {
   noReload?: boolean;
   /** reload even when the file on disk already has this content */
   forceReload?: boolean;
+  /**
+   * work started by the caller that must be done before the reload is sent (the Runtime API
+   * making the running servers match and saving their state): it runs while the file is checked
+   * and written; its failure is the caller's to handle, it never stops the apply
+   */
+  beforeReload?: Promise<unknown> | undefined;
 }
 
 export async function applyRender(t: ApplyTarget, content: string, opts: ApplyOptions = {}): Promise<ApplyOutcome> {
   const current = await readIfExists(t.destination).catch(() => undefined);
   if (current === content) {
     if (!opts.forceReload || opts.noReload || !t.reloader) return { result: 'unchanged' };
+    await settled(opts.beforeReload);
     return reloadOnly(t, false);
   }
   let tmp: string;
@@ -72,10 +79,15 @@ export async function applyRender(t: ApplyTarget, content: string, opts: ApplyOp
     return { result: 'write_failed', message: errorMessage(err) };
   }
   if (!t.reloader || opts.noReload) return { result: 'written' };
+  await settled(opts.beforeReload);
   const r0 = performance.now();
   const out = await reloadOnly(t, backedUp);
   timings.reloadMs = Math.round(performance.now() - r0);
   return out;
+}
+
+async function settled(p: Promise<unknown> | undefined): Promise<void> {
+  if (p) await p.catch(() => undefined);
 }
 
 async function reloadOnly(t: ApplyTarget, canRestore: boolean): Promise<ApplyOutcome> {

@@ -107,19 +107,22 @@ async function startHAProxyOnce(opts: HAProxyOptions): Promise<HAProxyEngine> {
   };
   const proc = await launch();
 
-  const processes = async (): Promise<{ reloads: number; workers: number[]; oldWorkers: number[] }> => {
-    // the master CLI is briefly gone while the master re-executes itself (a reload)
-    let text = '';
-    for (let attempt = 0; ; attempt++) {
+  // the master CLI is gone while the master re-executes itself (a reload): seconds with 20,000 backends
+  const masterCommand = async (cmd: string): Promise<string> => {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
       try {
-        text = await socketCommand(masterSocket, 'show proc');
-        break;
+        return await socketCommand(masterSocket, cmd);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (attempt >= 20 || (code !== 'ECONNREFUSED' && code !== 'ENOENT')) throw err;
+        if (Date.now() > deadline || (code !== 'ECONNREFUSED' && code !== 'ENOENT')) throw err;
         await sleep(100);
       }
     }
+  };
+
+  const processes = async (): Promise<{ reloads: number; workers: number[]; oldWorkers: number[] }> => {
+    const text = await masterCommand('show proc');
     let section = 'master';
     let reloads = -1;
     const workers: number[] = [];
@@ -145,8 +148,8 @@ async function startHAProxyOnce(opts: HAProxyOptions): Promise<HAProxyEngine> {
     processes,
     async reload() {
       const before = await processes();
-      await socketCommand(masterSocket, 'reload');
-      for (let i = 0; i < 50; i++) {
+      await masterCommand('reload');
+      for (let i = 0; i < 600; i++) {
         await sleep(100);
         const after = await processes().catch(() => undefined);
         if (after && after.reloads > before.reloads && after.workers.some((p) => !before.workers.includes(p))) return true;
