@@ -145,15 +145,22 @@ test('Runtime API: fill, empty and add server slots without a reload; the server
   const reloads = (await h.processes()).reloads;
   const stateFile = join(h.dir, 'server-state');
   const rt = new RuntimeApi({ socket: h.adminSocket, stateFile });
+  t.false(await rt.stateSaved(), 'nothing written yet');
 
   const r1 = await rt.apply([{ backend: 'be', slots: [slot('s1'), slot('s2', a)] }]);
   t.true(r1.commands > 0);
   t.is((await get(port, 'x')).body, 'a');
-  await rt.saved(); // the state file is written off the change's path
+  // the state file is written off the change's path; stateSaved waits for the write under way
+  t.true(await rt.stateSaved());
   t.regex(readFileSync(stateFile, 'utf8'), new RegExp(`be 2 s2 127\\.0\\.0\\.1 2 \\d+ .* ${a.port} `));
 
-  // the same again: nothing to do
+  // the same again: nothing to do, nothing sent, the file still current
   t.is((await rt.apply([{ backend: 'be', slots: [slot('s1'), slot('s2', a)] }])).commands, 0);
+  t.true(await rt.stateSaved());
+  rt.forgetState();
+  t.false(await rt.stateSaved(), 'HAProxy restarted: unknown until written again');
+  await rt.saveState();
+  t.true(await rt.stateSaved());
 
   // a replaces... b in s1, a leaves, c needs a third slot the process does not have
   await rt.apply([{ backend: 'be', slots: [slot('s1', b), slot('s2'), slot('s3', c)] }]);

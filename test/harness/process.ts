@@ -45,7 +45,9 @@ export function tempDir(prefix: string): string {
 }
 
 export function removeDir(dir: string): void {
-  rmSync(dir, { recursive: true, force: true });
+  // a process still stopping may write one last file (a log line, a state file's temp) while the
+  // tree is removed: ENOTEMPTY, retried (Node backs off 100, 200, … ms)
+  rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
 }
 
 export interface SpawnOptions {

@@ -132,8 +132,27 @@ export class RuntimeApi {
     return { commands: cmds.length };
   }
 
+  /** no command sent since the last state file write (false until one is written, or after forgetState) */
+  private unsaved = true;
+
+  /**
+   * whether the server-state file holds the servers as they run: no command was sent since it
+   * was last written (a write under way is waited for)
+   */
+  async stateSaved(): Promise<boolean> {
+    if (this.stateFile === undefined) return false;
+    await this.writes;
+    return !this.unsaved;
+  }
+
+  /** the running servers are unknown (HAProxy restarted, or re-read its files): the next reload saves first */
+  forgetState(): void {
+    this.unsaved = true;
+  }
+
   /** sends commands; throws E_HAPROXY_COMMAND with HAProxy's answer when one was refused */
   private async send(cmds: readonly string[]): Promise<void> {
+    this.unsaved = true;
     const answers = await batch(this.socket, cmds);
     const bad = answers.flatMap((a) => a.split('\n')).map((l) => l.trim()).filter((l) => !OK.test(l));
     if (bad.length) throw new GantryError('E_HAPROXY_COMMAND', `Runtime API refused: ${bad.slice(0, 3).join(' | ')}`);
@@ -178,8 +197,15 @@ export class RuntimeApi {
     if (!this.stateFile) return Promise.resolve();
     const file = this.stateFile;
     const p = this.writes.then(async () => {
-      const { text } = await this.serversState();
-      await writeFileAtomic(file, text);
+      // a command sent from here on marks it unsaved again
+      this.unsaved = false;
+      try {
+        const { text } = await this.serversState();
+        await writeFileAtomic(file, text);
+      } catch (err) {
+        this.unsaved = true;
+        throw err;
+      }
     });
     this.writes = p.catch(() => undefined);
     return p;
