@@ -320,6 +320,7 @@ async function addRemoveRun(dir: string, which: Tool['name'], kind: ChangeKind =
       const t0 = nowMs();
       await waitUntil(`${name} served`, async () => (await get('127.0.0.1', haproxy.httpPort, `${name}.gantry.test`)) === 200, { timeoutMs: 30_000, intervalMs: 5 });
       newService.push(nowMs() - t0);
+      if (process.env.GANTRY_BENCH_KEEP) log(`trace ${which} new service ${i} served after ${Math.round(newService.at(-1)!)} ms`);
       await sleep(100);
     }
     const reloads = (await tool.reloads()) - reloads0;

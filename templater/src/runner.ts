@@ -276,14 +276,14 @@ export class Runner {
       return;
     }
     // an overflow group is in neither the render nor the map until the compact reload: not "unchanged"
-    if (r.applied?.content === content && r.appliedHostMap === hostMap && !r.pendingReload && view.overflow.length === 0) {
+    if (r.applied?.content === content && r.appliedHostMap === hostMap && !r.pendingReload && !r.growOwed && view.overflow.length === 0) {
       if (r.syncOwed) await this.sync(r, view, started);
       return;
     }
 
     const c0 = performance.now();
     const choice = chooseApplyPath({
-      applied: r.applied, view, hasRuntime: r.runtime !== undefined, reloadOwed: r.pendingReload || r.status.lastResult === 'reload_failed',
+      applied: r.applied, view, hasRuntime: r.runtime !== undefined, reloadOwed: r.pendingReload || r.growOwed || r.status.lastResult === 'reload_failed',
       render: (v) => { try { return r.compiled.render(dataFor(r, v), snap.kv); } catch { return undefined; } },
     });
     const choiceMs = performance.now() - c0;
@@ -309,6 +309,13 @@ export class Runner {
         r.status.lastAppliedAt = new Date().toISOString();
         this.log.info({ template: name, commands: res.commands, mapCommands, spares: this.routes.stats(), liveMs, ms: Math.round(performance.now() - started), ...r.lastTimings }, 'applied through the Runtime API, no reload');
         this.pruneVips(view);
+        if (!r.growOwed && this.routes.ranOut()) {
+          // the last spare was just taken: the reload that grows the pool is made now, after this
+          // change is live, not on the path of the next new service
+          r.growOwed = true;
+          this.log.info({ template: name, spares: this.routes.stats() }, 'spare backends used up: reloading now to grow the pool');
+          void this.enqueue(r);
+        }
         return;
       } catch (err) {
         this.o.metrics.runtimeUpdates.inc({ template: name, result: 'error' }, 1);
@@ -385,16 +392,24 @@ export class Runner {
       while (r.fileWanted !== undefined) {
         const c = r.fileWanted;
         r.fileWanted = undefined;
-        const out = await applyRender(r.target, c, { noReload: true }).catch((err: unknown): ApplyOutcome => ({ result: 'write_failed', message: errorMessage(err) }));
+        const abort = new AbortController();
+        r.fileAbort = abort;
+        const out = await applyRender(r.target, c, { noReload: true, signal: abort.signal }).catch((err: unknown): ApplyOutcome => ({ result: 'write_failed', message: errorMessage(err) }));
+        r.fileAbort = undefined;
         if (out.result === 'check_failed') this.reportCheck(r, out);
         else if (out.result === 'write_failed') this.log.error({ template: r.spec.name, err: out.message }, 'cannot write the render after a Runtime API apply; HAProxy runs it, the file on disk is older');
       }
     })().finally(() => { r.fileWriter = undefined; });
   }
 
-  /** a file write still owed by the Runtime API path is dropped (the reload path writes its own) or awaited */
+  /**
+   * a file write still owed by the Runtime API path is dropped, and one under way stopped while
+   * its check runs (the reload path checks and writes its own, newer content: a reload right
+   * after a Runtime API apply, as when the spare pool runs out, waits for no older check)
+   */
   private async settleFile(r: TemplateRun): Promise<void> {
     r.fileWanted = undefined;
+    r.fileAbort?.abort();
     await r.fileWriter;
   }
 
@@ -445,6 +460,7 @@ export class Runner {
       case 'unchanged': {
         const reloaded = out.result === 'applied';
         r.pendingReload = false;
+        r.growOwed = false;
         r.lastFailedHash = undefined;
         r.retryAt = undefined;
         r.retryBackoff.reset();
@@ -551,7 +567,12 @@ export class Runner {
     this.chain = this.chain.then(async () => {
       for (const r of this.runs) {
         const seen = await probeTarget(r.spec.name, r.target.reloader, r.probe, this.log, this.o.metrics);
-        if (!seen) continue;
+        if (!seen) {
+          // a reload owed (the master did not answer it in time) while probes find the master up:
+          // tried again at each probe, not left until the next change
+          if (r.pendingReload && r.probe.targetUp && r.target.reloader?.kind === 'master') await this.process(r);
+          continue;
+        }
         if (seen === 'back' && r.runtime && !r.pendingReload) {
           // the same master: it re-read the file on disk, which is the last one applied (no reload
           // is owed); its servers may have started from an older server-state file, so they are

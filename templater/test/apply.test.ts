@@ -2,8 +2,8 @@
 // from the harness): check before replace, confirmed reloads, a refused reload,
 // an unreachable master, and instance changes without a reload.
 import test from 'ava';
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { join, dirname } from 'node:path';
 import { startHAProxy, type HAProxyEngine } from '../../test/harness/engines/haproxy.ts';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { freePort } from '../../test/harness/process.ts';
@@ -67,6 +67,24 @@ test('a render the check refuses is never written; the output names the offendin
   t.true(out.output.includes(h.cfgFile), 'the output names the destination, not the temporary file');
   t.is(readFileSync(h.cfgFile, 'utf8'), before);
   t.is((await h.processes()).reloads, reloads);
+  t.is((await get(port, 'x')).body, 'one');
+});
+
+test('a write whose check is stopped by its signal (a newer render replaces it) writes nothing and leaves no temporary file', async (t) => {
+  const { h, port, target } = await setup();
+  const good = config(h, port, answer('one'));
+  t.is((await applyRender(target, good)).result, 'applied');
+  const before = readFileSync(h.cfgFile, 'utf8');
+  // a check that would take 5 s, stopped after 100 ms
+  const slow: ApplyTarget = { ...target, check: ['sh', '-c', 'sleep 5; exec haproxy -c -f "$0"', '{{path}}'] };
+  const abort = new AbortController();
+  const t0 = Date.now();
+  setTimeout(() => abort.abort(), 100);
+  const out = await applyRender(slow, config(h, port, answer('two')), { noReload: true, signal: abort.signal });
+  t.is(out.result, 'aborted');
+  t.true(Date.now() - t0 < 3000, `stopped in ${Date.now() - t0} ms`);
+  t.is(readFileSync(h.cfgFile, 'utf8'), before);
+  t.deepEqual(readdirSync(dirname(h.cfgFile)).filter((f) => f.includes('.tmp')), []);
   t.is((await get(port, 'x')).body, 'one');
 });
 

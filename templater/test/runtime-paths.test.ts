@@ -41,7 +41,7 @@ async function backendOf(st: Stack, host: string): Promise<string | undefined> {
   return new RegExp(`^0x[0-9a-f]+ ${host.replaceAll('.', '\\.')} (\\S+)$`, 'm').exec(text)?.[1];
 }
 
-test('a new service goes live without a reload while spare backends last; exactly one reload when they run out; the next render grows the pool', async (t) => {
+test('a new service goes live without a reload while spare backends last; exactly one reload when they run out, made right after the last one is live; the grown pool takes the next ones without a reload', async (t) => {
   const st = await startStack(t, track, ['--spare-backends', '2', '--allow-host-suffix', 'example.com']);
   const servers: NamedServer[] = await Promise.all(['orders', 'n1', 'n2', 'n3', 'n4'].map((n) => namedServer(n)));
   t.teardown(async () => { for (const s of servers) await s.close(); });
@@ -54,40 +54,44 @@ test('a new service goes live without a reload while spare backends last; exactl
   const reloads0 = await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' });
   t.is(await st.templater.metric('gantry_templater_spare_backends', { state: 'total' }), 2);
 
-  // two new services: each in a spare backend, served by the same worker, no reload
-  for (const s of news.slice(0, 2)) {
-    await register(st.consul.addr, { id: `${s.name}-1`, name: s.name, port: s.port, check: 'passing', tags: [`gantry.host=${s.name}.example.com`] });
-    await waitUntil(`${s.name} served`, async () => (await get(port, `${s.name}.gantry.test`)).body === s.name, { timeoutMs: 20_000 });
-    t.is((await get(port, `${s.name}.example.com`)).body, s.name, 'its host tag too');
-    t.regex((await backendOf(st, `${s.name}.gantry.test`)) ?? '', /^gantry_spare_[12]$/);
-    await waitUntil(`${s.name} in DNS`, async () => (await st.dnsmasq.resolve(`${s.name}.gantry.test`).catch((): string[] => [])).includes('127.0.0.1'), { timeoutMs: 10_000 });
-  }
+  // the first new service: a spare backend, the same worker, no reload
+  const [n1, n2, n3, n4] = news as [NamedServer, NamedServer, NamedServer, NamedServer];
+  await register(st.consul.addr, { id: 'n1-1', name: 'n1', port: n1.port, check: 'passing', tags: ['gantry.host=n1.example.com'] });
+  await waitUntil('n1 served', async () => (await get(port, 'n1.gantry.test')).body === 'n1', { timeoutMs: 20_000 });
+  t.is((await get(port, 'n1.example.com')).body, 'n1', 'its host tag too');
+  t.regex((await backendOf(st, 'n1.gantry.test')) ?? '', /^gantry_spare_[12]$/);
+  await waitUntil('n1 in DNS', async () => (await st.dnsmasq.resolve('n1.gantry.test').catch((): string[] => [])).includes('127.0.0.1'), { timeoutMs: 10_000 });
   const p1 = await procs(st);
   t.is(p1.reloads, p0.reloads, 'no reload while the spares last');
   t.deepEqual(p1.workers, p0.workers, 'show proc: the same worker');
   t.is(await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' }), reloads0);
-  t.is(await st.templater.metric('gantry_templater_spare_backends', { state: 'used' }), 2);
-  t.is((await get(port, 'orders.gantry.test')).body, 'orders');
 
-  // the third: no spare left, so one reload (every service its own backend, the pool doubled)
-  const n3 = news[2]!;
-  await register(st.consul.addr, { id: 'n3-1', name: 'n3', port: n3.port, check: 'passing' });
-  await waitUntil('n3 served', async () => (await get(port, 'n3.gantry.test')).body === 'n3', { timeoutMs: 20_000 });
+  // the second takes the last spare: it is live through the Runtime API first, then one reload
+  // (every service its own backend, the pool doubled) is made right away
+  await register(st.consul.addr, { id: 'n2-1', name: 'n2', port: n2.port, check: 'passing' });
+  const live = await st.templater.waitForLog('n2 live', (l) => String(l.msg).startsWith('applied through the Runtime API') && (l.spares as { used?: number } | undefined)?.used === 2);
+  const grow = await st.templater.waitForLog('grow', (l) => String(l.msg).startsWith('spare backends used up'));
+  t.true(Date.parse(String(grow.time)) >= Date.parse(String(live.time)), 'the reload comes after the service is live');
   await waitUntil('pool grown', async () => (await st.templater.metric('gantry_templater_spare_backends', { state: 'total' })) === 4, { timeoutMs: 20_000 });
   const p2 = await procs(st);
   t.is(p2.reloads, p0.reloads + 1, 'exactly one reload when the spares ran out');
   t.is(await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' }), reloads0 + 1);
   t.is(await backendOf(st, 'n1.gantry.test'), 'l7_n1.gantry.test', 'after the reload each service has its own backend');
-  for (const s of [orders!, ...news.slice(0, 3)]) t.is((await get(port, `${s.name}.gantry.test`)).body, s.name);
+  t.is(await backendOf(st, 'n2.gantry.test'), 'l7_n2.gantry.test');
+  for (const s of [orders!, n1, n2]) t.is((await get(port, `${s.name}.gantry.test`)).body, s.name);
 
-  // and the grown pool takes the next one without a reload
-  const n4 = news[3]!;
-  await register(st.consul.addr, { id: 'n4-1', name: 'n4', port: n4.port, check: 'passing' });
-  await waitUntil('n4 served', async () => (await get(port, 'n4.gantry.test')).body === 'n4', { timeoutMs: 20_000 });
+  // the grown pool (4) takes the next ones without a reload; a name never registered has no route
+  for (const s of [n3, n4]) {
+    await register(st.consul.addr, { id: `${s.name}-1`, name: s.name, port: s.port, check: 'passing' });
+    await waitUntil(`${s.name} served`, async () => (await get(port, `${s.name}.gantry.test`)).body === s.name, { timeoutMs: 20_000 });
+    t.regex((await backendOf(st, `${s.name}.gantry.test`)) ?? '', /^gantry_spare_[1-4]$/);
+  }
   const p3 = await procs(st);
   t.is(p3.reloads, p2.reloads);
   t.deepEqual(p3.workers, p2.workers);
   t.is(await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' }), reloads0 + 1);
+  t.is(await st.templater.metric('gantry_templater_spare_backends', { state: 'used' }), 2);
+  t.is((await get(port, 'n5.gantry.test')).status, 404);
   t.is(await st.templater.metric('gantry_templater_check_failures_total'), 0);
 });
 

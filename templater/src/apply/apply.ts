@@ -28,7 +28,9 @@ export type ApplyOutcome =
   | { result: 'check_failed'; output: string; offending: string[] }
   | { result: 'reload_failed'; reason: ReloadFailure; message: string; restored: boolean }
   | { result: 'reload_pending'; message: string }
-  | { result: 'write_failed'; message: string };
+  | { result: 'write_failed'; message: string }
+  /** stopped by the caller's signal before anything was written */
+  | { result: 'aborted' };
 
 /** where the time of an apply went, in ms (filled as it goes) */
 export interface ApplyTimings { checkMs?: number; writeMs?: number; reloadMs?: number }
@@ -45,6 +47,8 @@ export interface ApplyOptions {
    * and written; its failure is the caller's to handle, it never stops the apply
    */
   beforeReload?: Promise<unknown> | undefined;
+  /** stops the check (a write whose content a newer one replaces): nothing is written */
+  signal?: AbortSignal | undefined;
 }
 
 export async function applyRender(t: ApplyTarget, content: string, opts: ApplyOptions = {}): Promise<ApplyOutcome> {
@@ -63,8 +67,12 @@ export async function applyRender(t: ApplyTarget, content: string, opts: ApplyOp
   const timings = opts.timings ?? {};
   if (t.check) {
     const c0 = performance.now();
-    const c = await checkFile(t.check, tmp, t.destination, content, t.checkTimeoutMs);
+    const c = await checkFile(t.check, tmp, t.destination, content, t.checkTimeoutMs, opts.signal);
     timings.checkMs = Math.round(performance.now() - c0);
+    if (c.aborted || opts.signal?.aborted) {
+      await removeQuietly(tmp);
+      return { result: 'aborted' };
+    }
     if (!c.ok) {
       await removeQuietly(tmp);
       return { result: 'check_failed', output: c.output, offending: c.offending };

@@ -11,6 +11,8 @@ export interface CheckResult {
   output: string;
   /** "line N: <text>" for each line of the render the output names */
   offending: string[];
+  /** stopped by the caller (neither passed nor refused) */
+  aborted?: boolean;
 }
 
 export function offendingLines(output: string, tmpPath: string, content: string): string[] {
@@ -22,8 +24,9 @@ export function offendingLines(output: string, tmpPath: string, content: string)
   return [...seen].sort((a, b) => a - b).slice(0, 20).map((n) => `line ${n}: ${escapeLogField(lines[n - 1] ?? '', 200)}`);
 }
 
-export async function checkFile(cmd: CommandSpec, tmpPath: string, dest: string, content: string, timeoutMs: number): Promise<CheckResult> {
-  const r = await runCommandSpec(cmd, { path: tmpPath, timeoutMs });
+export async function checkFile(cmd: CommandSpec, tmpPath: string, dest: string, content: string, timeoutMs: number, signal?: AbortSignal): Promise<CheckResult> {
+  const r = await runCommandSpec(cmd, { path: tmpPath, timeoutMs, signal });
+  if (r.aborted) return { ok: false, aborted: true, output: 'check stopped: its file is no longer wanted', offending: [] };
   const offending = r.ok ? [] : offendingLines(r.output, tmpPath, content);
   const why = r.timedOut ? `\n(check timed out after ${timeoutMs} ms)` : r.code === null && !r.ok ? '' : '';
   return { ok: r.ok, output: `${r.output.replaceAll(tmpPath, dest).trim()}${why}`, offending };

@@ -12,11 +12,13 @@ export interface ExecResult {
   signal: string | null;
   output: string;
   timedOut: boolean;
+  /** stopped by the caller's signal (its result no longer wanted) */
+  aborted?: boolean;
 }
 
 const MAX_OUTPUT = 64 * 1024;
 
-export function runCommandSpec(cmd: CommandSpec, opts: { path?: string; timeoutMs: number; env?: NodeJS.ProcessEnv }): Promise<ExecResult> {
+export function runCommandSpec(cmd: CommandSpec, opts: { path?: string; timeoutMs: number; env?: NodeJS.ProcessEnv; signal?: AbortSignal | undefined }): Promise<ExecResult> {
   let file: string;
   let args: string[];
   if (typeof cmd === 'string') {
@@ -36,13 +38,21 @@ export function runCommandSpec(cmd: CommandSpec, opts: { path?: string; timeoutM
       timedOut = true;
       try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
     }, opts.timeoutMs);
+    let aborted = false;
+    const onAbort = (): void => {
+      aborted = true;
+      try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
+    };
+    if (opts.signal?.aborted) onAbort();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const done = (): void => { clearTimeout(timer); opts.signal?.removeEventListener('abort', onAbort); };
     child.on('error', (err) => {
-      clearTimeout(timer);
-      resolve({ ok: false, code: null, signal: null, output: `${output}${err.message}`, timedOut });
+      done();
+      resolve({ ok: false, code: null, signal: null, output: `${output}${err.message}`, timedOut, aborted });
     });
     child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ ok: code === 0 && !timedOut, code, signal, output: output.slice(0, MAX_OUTPUT), timedOut });
+      done();
+      resolve({ ok: code === 0 && !timedOut && !aborted, code, signal, output: output.slice(0, MAX_OUTPUT), timedOut, aborted });
     });
   });
 }

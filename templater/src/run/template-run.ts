@@ -62,7 +62,11 @@ export class TemplateRun {
   fileWanted: string | undefined;
   /** the background write of fileWanted, while it runs */
   fileWriter: Promise<void> | undefined;
+  /** stops the check of the background write under way (a reload writes newer content) */
+  fileAbort: AbortController | undefined;
   pendingReload = false;
+  /** the spare pool ran out: a reload (a compact layout, the pool grown) is owed, off any change's path */
+  growOwed = false;
   syncOwed = false;
   readonly probe: ProbeState = newProbeState();
   /** when the first change of the burst not yet processed arrived (performance.now()) */

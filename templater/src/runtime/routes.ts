@@ -7,7 +7,9 @@
 // map through the Runtime API. A group that cannot take a spare (none left, or
 // path routes, which are ACLs in the config) is "overflow": the runner reloads
 // with a compact layout (every group in its own backend, the spares empty
-// again) and, when spares ran out, a pool grown for the next ones.
+// again) and, when spares ran out, a pool grown for the next ones. When a new
+// group takes the last spare, that reload is made right away, after the group
+// is live, so the next new group finds a spare instead of waiting for it.
 // A group with its own backend that leaves the catalog entirely keeps that
 // backend in the config as a retired one (servers emptied, its names dropped
 // from the map through the Runtime API): no reload for a removal, and the same
@@ -85,6 +87,17 @@ export class RouteTable {
   private nextSize(): number {
     if (!this.committed) return this.size;
     return this.exhausted ? Math.min(this.maxSpares, Math.max(1, this.size * 2)) : this.size;
+  }
+
+  /**
+   * every spare of the running config is taken (the last one just now): the pool has run out, so
+   * the next compact layout grows it. The runner reloads right away, off any change's path, so the
+   * next new service finds a spare. False when the pool cannot grow (--max-spare-backends).
+   */
+  ranOut(): boolean {
+    if (!this.committed || this.size === 0 || this.size >= this.maxSpares || this.spareGroup.size < this.size) return false;
+    this.exhausted = true;
+    return true;
   }
 
   /** a reload of a compact layout succeeded: its groups own backends, its spares are all free */
