@@ -484,8 +484,11 @@ export class Runner {
         return;
       }
       case 'check_failed':
-        // the same content fails the same check: not tried again until Consul or the template changes
+        // the same content fails the same check: not tried again until Consul or the template changes;
+        // a grow of the spare pool it was is dropped (otherwise every later change would take the
+        // reload path, each refused the same way): the next new service without a spare asks again
         r.lastFailedHash = h;
+        r.growOwed = false;
         r.retryAt = undefined;
         this.reportCheck(r, out);
         this.record(r, 'check_failed', out.output.slice(0, 2000));

@@ -92,7 +92,7 @@ export class RouteTable {
   /**
    * every spare of the running config is taken (the last one just now): the pool has run out, so
    * the next compact layout grows it. The runner reloads right away, off any change's path, so the
-   * next new service finds a spare. False when the pool cannot grow (--max-spare-backends).
+   * next new service finds a spare. False when the pool is at its maximum (maxSpares, 1,000).
    */
   ranOut(): boolean {
     if (!this.committed || this.size === 0 || this.size >= this.maxSpares || this.spareGroup.size < this.size) return false;
