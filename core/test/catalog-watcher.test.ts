@@ -92,6 +92,47 @@ test('instances registered without checks after the last check change (their Mod
   }
 });
 
+test('a service new in the listing is read on its own and published before its node is read (checks with it); the node read that follows changes nothing; a new node too', async (t) => {
+  const consul = await startConsul();
+  track('consul', consul);
+  for (let i = 0; i < 50; i++) await register(consul.addr, { id: `old${i}-a`, name: `old${i}`, port: 1000 + i, node: 'big' });
+  const { w, close } = watch(consul);
+  const seen = new Map<string, { nodeReads: number; newServiceReads: number; status: string | undefined }>();
+  w.onChange((s) => {
+    for (const name of ['fresh', 'fresh2']) {
+      if (!seen.has(name) && s.services.has(name)) seen.set(name, { nodeReads: w.stats.nodeReads, newServiceReads: w.stats.newServiceReads, status: s.services.get(name)![0]!.status });
+    }
+  });
+  try {
+    const size = (await until('50 services', w, (s) => s.services.has('old49') && s)).services.size;
+    const before = { ...w.stats };
+    await register(consul.addr, { id: 'fresh-a', name: 'fresh', port: 2000, node: 'big', check: 'critical' });
+    await until('fresh', w, (s) => s.services.has('fresh'));
+    const first = seen.get('fresh')!;
+    t.is(first.nodeReads, before.nodeReads, 'published before the node read');
+    t.is(first.newServiceReads - before.newServiceReads, 1);
+    t.is(first.status, 'critical', 'its check came with it');
+    // the node read follows and finds nothing else changed
+    await waitUntil('the node read after', async () => w.stats.nodeReads > before.nodeReads, { timeoutMs: 20_000, intervalMs: 20 });
+    const after = w.snapshot()!;
+    t.deepEqual(after.services.get('fresh')!.map((i) => [i.id, i.status]), [['fresh-a', 'critical']]);
+    t.is(after.services.size, size + 1);
+    // on a node not held before
+    await register(consul.addr, { id: 'fresh2-a', name: 'fresh2', port: 2001, node: 'newhost' });
+    await until('fresh2', w, (s) => s.services.get('fresh2')?.[0]?.status === 'passing');
+    t.is(seen.get('fresh2')!.newServiceReads - before.newServiceReads, 2);
+    await register(consul.addr, { id: 'fresh2-b', name: 'fresh2', port: 2002, node: 'newhost' });
+    await until('fresh2-b from the node read', w, (s) => s.services.get('fresh2')?.length === 2);
+    await deregister(consul.addr, 'fresh2-a', 'newhost');
+    await deregister(consul.addr, 'fresh2-b', 'newhost');
+    await until('fresh2 gone', w, (s) => !s.services.has('fresh2'));
+    t.is(w.stats.sweeps, 1);
+    t.is(w.lastError, undefined);
+  } finally {
+    await close();
+  }
+});
+
 test('health changes are applied from /v1/health/state/any without fetching the service', async (t) => {
   const consul = await startConsul();
   track('consul', consul);

@@ -14,7 +14,12 @@
 // An instance registered after the checks we hold has its service's checks
 // read once (/v1/health/service/<name>), so a check written with its instance
 // is never missed. The first sync and a periodic resync (resyncMs, counted in
-// stats.resyncs) read every node. One-shot requests go one at a time: with the
+// stats.resyncs) read every node. A service new in the /v1/catalog/services
+// listing (up to 8 at once) is read first on its own (/v1/health/service/<name>:
+// instances and checks) and published before the node reads, so a new service
+// does not wait for the read of a node holding thousands of instances; the node
+// reads still follow, and a publish that would repeat the last is skipped.
+// One-shot requests go one at a time: with the
 // blocking queries, at most four connections to Consul.
 import { GantryError, errorMessage } from '../errors.ts';
 import type { ConsulClient } from '../consul.ts';
@@ -61,6 +66,8 @@ export interface CatalogWatcherStats {
   serviceReads: number;
   /** one read of every check instead of a read a service (many instances newer than the checks held) */
   bulkCheckReads: number;
+  /** services new in the catalog listing read on their own and published before the node reads */
+  newServiceReads: number;
 }
 
 interface ServiceRecord {
@@ -87,13 +94,16 @@ type Listener = (snap: CatalogSnapshot) => void;
 /** more services than this with instances newer than the checks held: one read of every check */
 const BULK_CHECKS_AFTER = 32;
 
+/** at most this many services new in the listing are read on their own before the node reads */
+const NEW_SERVICE_READS = 8;
+
 /** a filter no service matches: the answer is the node's index alone */
 const MATCH_NOTHING = encodeURIComponent('ID == "__gantry_index_only__"');
 
 export class CatalogWatcher {
   private readonly o: Required<Omit<CatalogWatcherOptions, 'kvPrefix' | 'onRequest' | 'onRequestError' | 'random'>> & CatalogWatcherOptions;
   private readonly ac = new AbortController();
-  private catalog: { index: string } | undefined;
+  private catalog: { index: string; names: string[] } | undefined;
   private checks: CheckState | undefined;
   /** checks read with a single service fetch, newer than the state/any we hold */
   private overrides = new Map<string, { index: bigint; checks: ConsulCheck[] }>();
@@ -105,6 +115,8 @@ export class CatalogWatcher {
   private again = false;
   private needSweep = true;
   private version = 0;
+  /** moves with every change to the instances or the checks held (a publish that would repeat the last one is skipped) */
+  private mutations = 0;
   private current: CatalogSnapshot | undefined;
   private readonly listeners = new Set<Listener>();
   private readyResolve!: () => void;
@@ -112,7 +124,7 @@ export class CatalogWatcher {
   private loops: Promise<void>[] = [];
   private resyncTimer: NodeJS.Timeout | undefined;
   private detach: (() => void) | undefined;
-  readonly stats: CatalogWatcherStats = { syncs: 0, sweeps: 0, resyncs: 0, nodeProbes: 0, nodeReads: 0, serviceReads: 0, bulkCheckReads: 0 };
+  readonly stats: CatalogWatcherStats = { syncs: 0, sweeps: 0, resyncs: 0, nodeProbes: 0, nodeReads: 0, serviceReads: 0, bulkCheckReads: 0, newServiceReads: 0 };
   /** the last error talking to Consul, cleared by the next success */
   lastError: string | undefined;
 
@@ -149,9 +161,9 @@ export class CatalogWatcher {
       ...common, path: '/v1/catalog/services', endpoint: 'catalog',
       onRequest: () => this.o.onRequest?.('catalog'),
       onError: onError('catalog'),
-      onChange: (_body, index) => {
+      onChange: (body, index) => {
         this.lastError = undefined;
-        this.catalog = { index };
+        this.catalog = { index, names: Object.keys(body ?? {}) };
         return this.schedule();
       },
     }));
@@ -245,11 +257,27 @@ export class CatalogWatcher {
     const checks = this.checks;
     if (!catalog || !checks || (this.o.kvPrefix !== undefined && !this.kv)) return;
     const catalogIndex = BigInt(catalog.index);
+    /** what was published ahead of the node reads: the same again after them is not published twice */
+    let early: { mutations: number; checks: CheckState; kv: unknown } | undefined;
     if (this.needSweep || catalogIndex !== this.syncedCatalog) {
       const all = this.needSweep;
       this.needSweep = false;
       if (all) this.stats.sweeps++;
       try {
+        // a service new in the listing is read on its own (instances and checks, one small read)
+        // and published before the node reads: a node holding thousands of instances (a
+        // catalog-sync node, an external-services node) takes a read of megabytes, which a new
+        // service does not wait for. The node reads that follow still settle everything else.
+        const fresh = all || this.nodes.size === 0 ? [] : catalog.names.filter((n) => !this.known.has(n));
+        if (fresh.length > 0 && fresh.length <= NEW_SERVICE_READS) {
+          let added = false;
+          for (const name of fresh) added = (await this.readNewService(name)) || added;
+          if (added) {
+            const published = this.checks ?? checks;
+            this.publish(catalog.index, published);
+            early = { mutations: this.mutations, checks: published, kv: this.kv };
+          }
+        }
         const newer = await this.readNodes(all, checks.index);
         // instances registered after the checks we hold: their checks, read with them (one read
         // of every check when there are many: a start, a sweep, a bulk registration)
@@ -261,6 +289,7 @@ export class CatalogWatcher {
       }
     }
     this.syncedCatalog = catalogIndex;
+    if (early && early.mutations === this.mutations && early.checks === (this.checks ?? checks) && early.kv === this.kv) return;
     this.publish(catalog.index, this.checks ?? checks);
   }
 
@@ -310,6 +339,7 @@ export class CatalogWatcher {
       next.set(inst.key, { service: inst.service, sig });
       const before = held?.instances.get(inst.key);
       if (before?.sig === sig) continue;
+      this.mutations++;
       if (before && before.service !== inst.service) this.dropInstance(before.service, inst.key);
       let rec = this.known.get(inst.service);
       if (!rec) { rec = { instances: new Map() }; this.known.set(inst.service, rec); }
@@ -324,9 +354,38 @@ export class CatalogWatcher {
   private dropInstance(service: string, key: string): void {
     const rec = this.known.get(service);
     if (!rec) return;
+    this.mutations++;
     rec.instances.delete(key);
     this.overrides.delete(key);
     if (rec.instances.size === 0) this.known.delete(service);
+  }
+
+  /**
+   * Reads a service new in the listing with /v1/health/service/<name> and adds its instances to
+   * their nodes as a node read would (same signature: the node read that follows finds them
+   * unchanged), their checks kept until /v1/health/state/any catches up. Returns whether any was added.
+   */
+  private async readNewService(name: string): Promise<boolean> {
+    this.stats.newServiceReads++;
+    const { body, index } = await this.get<ConsulHealthEntry[] | string>('service', `/v1/health/service/${encodeURIComponent(name)}`);
+    if (!Array.isArray(body)) return false;
+    let added = false;
+    for (const e of body) {
+      const node = e.Node.Node;
+      let held = this.nodes.get(node);
+      // a node not held yet: index -1 makes the node pass read it in full
+      if (!held) { held = { index: -1n, instances: new Map() }; this.nodes.set(node, held); }
+      const inst = toInstance(node, e.Node.Address, e.Service);
+      if (inst.service !== name || held.instances.has(inst.key)) continue;
+      held.instances.set(inst.key, { service: inst.service, sig: JSON.stringify(inst) });
+      let rec = this.known.get(name);
+      if (!rec) { rec = { instances: new Map() }; this.known.set(name, rec); }
+      rec.instances.set(inst.key, inst);
+      if (!this.checks || index > this.checks.index) this.overrides.set(inst.key, { index, checks: e.Checks ?? [] });
+      this.mutations++;
+      added = true;
+    }
+    return added;
   }
 
   /** reads one service's checks with /v1/health/service/<name>; kept until /v1/health/state/any catches up */
@@ -336,7 +395,7 @@ export class CatalogWatcher {
     if (!Array.isArray(body)) return;
     for (const e of body) {
       const key = instanceKey(e.Node.Node, e.Service.ID);
-      if (!this.checks || index > this.checks.index) this.overrides.set(key, { index, checks: e.Checks ?? [] });
+      if (!this.checks || index > this.checks.index) { this.overrides.set(key, { index, checks: e.Checks ?? [] }); this.mutations++; }
     }
   }
 
@@ -360,6 +419,7 @@ export class CatalogWatcher {
         const ovIndex = index > modified ? index : modified;
         if (ovIndex <= held || (this.overrides.get(inst.key)?.index ?? -1n) >= ovIndex) continue;
         this.overrides.set(inst.key, { index: ovIndex, checks: [...(fresh.byInstance.get(inst.key) ?? []), ...(fresh.byNode.get(inst.node) ?? [])] });
+        this.mutations++;
       }
     }
   }
