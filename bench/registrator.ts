@@ -1,7 +1,7 @@
 // `npm run bench -- registrator`: container start → registered and kill →
 // deregistered (p50/p99 over 200), cold start with 300 running containers, and
 // the registrator's RSS. Baselines in the same run, measured the same way (from
-// outside, a blocking catalog query): a direct agent register call, a direct
+// outside, a blocking catalog query; each right after a container's): a direct agent register call, a direct
 // deregister call, the same 300 registrations made by direct calls. RSS has no
 // honest baseline (baseline_metric null). A second, shorter run at debug level
 // (up to 100 starts, then as many kills, in the same order) splits both figures
@@ -119,19 +119,21 @@ export async function run(): Promise<BenchResult[]> {
   let reg: GantryProcess | undefined;
   const cacheDir = tempDir('bench-compile-cache');
   try {
-    // baseline: a direct register call, until Consul shows it
+    // baseline: a direct register call, until Consul shows it; measured interleaved with the
+    // figures below (one right after each container's), with the registrator running and as many
+    // containers up: the same Consul, the same load, the same moment
     const direct: number[] = [];
-    for (let i = 0; i < N; i++) {
+    const directDown: number[] = [];
+    const directUp = async (i: number): Promise<void> => {
       const t0 = nowMs();
       await consul.request('PUT', '/v1/agent/service/register', { body: { ID: `direct-${i}`, Name: `direct-${i}`, Port: 1000 + i, Meta: { 'gantry-owner': `${owner}-direct` } } });
       direct.push((await until(consul, `${owner}-direct`, (s) => s.has(`direct-${i}`))) - t0);
-    }
-    const directDown: number[] = [];
-    for (let i = 0; i < N; i++) {
+    };
+    const directGone = async (i: number): Promise<void> => {
       const t0 = nowMs();
       await consul.request('PUT', `/v1/agent/service/deregister/direct-${i}`);
       directDown.push((await until(consul, `${owner}-direct`, (s) => !s.has(`direct-${i}`))) - t0);
-    }
+    };
     // info level: each applied change is logged after Consul answered, which splits the figure into
     // the registrator's part (start → its register call answered) and the rest (Consul → the watcher)
     // RSS with no containers, in a throwaway compile cache: first a start that fills it (as the
@@ -166,12 +168,14 @@ export async function run(): Promise<BenchResult[]> {
       startedAt.push(Date.now());
       up.push((await until(consul, owner, (s) => s.has(`svc-${i}`))) - t0);
       containers.push(c);
+      await directUp(i);
     }
     for (let i = 0; i < N; i++) {
       await containers[i]!.kill(); // resolves once the container is dead
       const t0 = nowMs();
       killedAt.push(Date.now());
       down.push((await until(consul, owner, (s) => !s.has(`svc-${i}`))) - t0);
+      await directGone(i);
     }
     const d50 = percentile(direct, 50);
     const d99 = percentile(direct, 99);
@@ -187,7 +191,8 @@ export async function run(): Promise<BenchResult[]> {
     await cleanupContainers(docker, runId);
     await breakdown(docker, consul, env, Math.min(N, 100));
 
-    // cold start: COLD running containers, then the registrator starts
+    // cold start: COLD running containers, then the registrator starts (BENCH_REGISTRATOR_COLD=0: left out)
+    if (COLD <= 0) return out;
     const cold = newRunId();
     for (let i = 0; i < COLD; i += 10) {
       await Promise.all(Array.from({ length: Math.min(10, COLD - i) }, (_, k) => runContainer(docker, { runId: cold, name: `${cold}-c${i + k}`, publish: { '8080/tcp': '0' }, env: { SERVICE_NAME: `cold-${i + k}` }, labels: { 'gantry.test': cold } })));
