@@ -102,7 +102,7 @@ async function breakdown(docker: Docker, consul: ConsulClient, env: NodeJS.Proce
       return out;
     };
     process.stderr.write(`${JSON.stringify({ breakdown: 'start_to_registered', ...shares(ups, 'start', 'register') })}\n`);
-    process.stderr.write(`${JSON.stringify({ breakdown: 'kill_to_deregistered', ...shares(downs, 'die', 'deregister') })}\n`);
+    process.stderr.write(`${JSON.stringify({ breakdown: 'kill_to_deregistered', ...shares(downs, 'kill', 'deregister') })}\n`);
   } finally {
     await g.stop();
     await cleanupContainers(docker, id);
