@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { consulBin } from '../../test/harness/bins.ts';
-import { freePort, freePorts } from '../../test/harness/process.ts';
+import { freePorts, REFUSED_PORT } from '../../test/harness/process.ts';
 import { ConfigClient, type ChangeEvent } from '../src/index.ts';
 import { captureLogs, kvClient, nextEvent, until } from './helpers.ts';
 import { startGate } from './gate.ts';
@@ -217,7 +217,7 @@ test('a corrupt snapshot is ignored with a clear warning, never a crash; with Co
   }
 
   // Consul down too: the start fails, and says why for both
-  const down = `http://127.0.0.1:${await freePort()}`;
+  const down = `http://127.0.0.1:${REFUSED_PORT}`;
   const snapshot = join(dir, 'down.json');
   await writeFile(snapshot, '{"version":1,');
   const err = await t.throwsAsync(ConfigClient.start({ prefixes: ['corrupt/app/'], consul: { addr: down }, snapshot, startTimeout: '500ms', retry: fastRetry, logger: captureLogs('fatal').logger }));
@@ -228,8 +228,7 @@ test('a corrupt snapshot is ignored with a clear warning, never a crash; with Co
 });
 
 test('no Consul and no snapshot: start rejects after startTimeout saying what it tried; failFast false starts empty and fills in later', async (t) => {
-  const [port] = await freePorts(1);
-  const addr = `http://127.0.0.1:${port}`;
+  const addr = `http://127.0.0.1:${REFUSED_PORT}`;
   // long enough for the first refused connection to be recorded on a loaded machine
   const err = await t.throwsAsync(ConfigClient.start({ prefixes: ['nothing/app', 'nothing/base'], consul: { addr }, startTimeout: '2s', retry: fastRetry, logger: captureLogs('fatal').logger }));
   t.is((err as { code?: string }).code, 'E_CONFIG_START');

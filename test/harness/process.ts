@@ -145,6 +145,14 @@ export async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]
   return [...out];
 }
 
+/**
+ * A port on 127.0.0.1 that refuses connections for the whole run: privileged, so no engine the
+ * harness starts (each on a port the kernel picks, 32768 and up) can take it, and not on fetch's
+ * list of blocked ports. A port from freePort() is free only when asked: a parallel test's engine
+ * took one once, and a test expecting ECONNREFUSED got "socket hang up".
+ */
+export const REFUSED_PORT = 1023;
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
