@@ -271,9 +271,22 @@ test('the same HAProxy master away and back (frozen past two probes, as while it
   const port = st.haproxy.httpPort;
   await waitUntil('orders', async () => (await get(port, 'orders.gantry.test')).body === 'a', { timeoutMs: 20_000 });
   await st.templater.waitForLog('first reload', (l) => String(l.msg).startsWith('rendered, checked, written and reloaded'));
-  // nothing left in flight (a reload sent to a frozen master would be owed, and made, when it is back)
+  // nothing left in flight (a reload sent to a frozen master would be owed, and made, when it is back):
+  // no log line for 1.5 s, the master answering with one worker and no old one, and the reload count
+  // the same before and after that (a reload under way logs only once done: on a loaded machine the
+  // log alone went quiet for 1.5 s in the middle of one, which the frozen master then held)
   let seen = -1;
-  await waitUntil('the templater idle for 1.5 s', async () => { await sleep(1500); const n = st.templater.logs().length; const idle = n === seen; seen = n; return idle; }, { timeoutMs: 30_000 });
+  await waitUntil('the templater idle for 1.5 s', async () => {
+    const reloads = await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' });
+    await sleep(1500);
+    const n = st.templater.logs().length;
+    const idle = n === seen;
+    seen = n;
+    if (!idle) return false;
+    const procs = await st.haproxy.processes();
+    return procs.workers.length === 1 && procs.oldWorkers.length === 0
+      && await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' }) === reloads && st.templater.logs().length === n;
+  }, { timeoutMs: 30_000 });
   const reloads0 = await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' });
   const master = Number(readFileSync(st.haproxy.pidFile, 'utf8').trim());
   const workers0 = (await st.haproxy.processes()).workers;
