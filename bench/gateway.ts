@@ -281,7 +281,10 @@ export async function run(): Promise<BenchResult[]> {
     // the service every part routes bench.gantry.test to
     await put(consul.addr, '/v1/agent/service/register', { ID: 'bench-1', Name: 'bench', Address: '127.0.0.1', Port: upstream.httpPort });
     // GANTRY_BENCH_GATEWAY=throughput,table,canary,mirror picks parts (default: all)
-    const parts = new Set((process.env.GANTRY_BENCH_GATEWAY ?? 'throughput,table,canary,mirror').split(',').map((x) => x.trim()));
+    const all = ['throughput', 'table', 'canary', 'mirror'];
+    const parts = new Set((process.env.GANTRY_BENCH_GATEWAY ?? all.join(',')).split(',').map((x) => x.trim()));
+    const unknown = [...parts].filter((x) => !all.includes(x));
+    if (unknown.length) throw new Error(`GANTRY_BENCH_GATEWAY: unknown part(s) ${unknown.map((x) => JSON.stringify(x)).join(', ')}; the parts are ${all.join(', ')}`);
     if (parts.has('throughput')) out.push(...await throughput(consul, upstream));
     if (parts.has('table')) out.push(...await bigTable());
     if (parts.has('canary')) out.push(...await canaryChange(consul, upstream.httpPort));

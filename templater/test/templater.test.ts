@@ -274,7 +274,7 @@ test('the same HAProxy master away and back (frozen past two probes, as while it
   // nothing left in flight (a reload sent to a frozen master would be owed, and made, when it is back):
   // no log line for 1.5 s, the master answering with one worker and no old one, and the reload count
   // the same before and after that (a reload under way logs only once done: on a loaded machine the
-  // log alone went quiet for 1.5 s in the middle of one, which the frozen master then held)
+  // log alone can go quiet for 1.5 s in the middle of one, which the frozen master would then hold)
   let seen = -1;
   await waitUntil('the templater idle for 1.5 s', async () => {
     const reloads = await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' });
