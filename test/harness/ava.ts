@@ -17,7 +17,8 @@ export function manageEngines(test: TestFn<unknown>): (name: string, e: HasLog) 
   const engines: Array<[string, HasLog]> = [];
   test.afterEach.always((t) => {
     if (!t.passed) {
-      for (const [name, e] of engines) t.log(`--- ${name} log tail ---\n${e.tail(30)}`);
+      // Gantry's own processes log one line per event: more of theirs to read a failure by
+      for (const [name, e] of engines) t.log(`--- ${name} log tail ---\n${e.tail(/^(templater|registrator|gateway|config-client|audit)/.test(name) ? 200 : 30)}`);
     }
   });
   test.after.always(async () => {

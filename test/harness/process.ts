@@ -68,6 +68,15 @@ export function spawnEngine(name: string, cmd: string, args: string[], opts: Spa
   });
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
+  // the output's last 256 KB also kept in memory: a test's teardown removes its temp dir (and the
+  // log in it) before ava's afterEach hooks print a failed test's engine tails
+  let recent = '';
+  const keep = (d: Buffer): void => {
+    recent += d.toString('utf8');
+    if (recent.length > 512 * 1024) recent = recent.slice(-256 * 1024);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
   let done = false;
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => {
@@ -110,7 +119,8 @@ export function spawnEngine(name: string, cmd: string, args: string[], opts: Spa
       await exit;
     },
     tail(lines = 40) {
-      return tailFile(opts.logFile, lines);
+      if (existsSync(opts.logFile)) return tailFile(opts.logFile, lines);
+      return `(log ${opts.logFile} removed; its last lines kept in memory)\n${recent.split('\n').slice(-lines - 1).join('\n')}`;
     },
   };
   live.add(proc);
