@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { waitUntil } from '../../test/harness/process.ts';
 import { socketCommand } from '../../test/harness/unix-socket.ts';
-import { register, deregister, namedServer, get, startTemplater, type NamedServer } from './helpers.ts';
+import { register, deregister, setCheck, namedServer, get, startTemplater, type NamedServer } from './helpers.ts';
 import { startStack, type Stack } from './stack.ts';
 import { parseServersState } from '../src/runtime/runtime-api.ts';
 
@@ -101,7 +101,10 @@ test('a new service goes live without a reload while spare backends last; exactl
 });
 
 test('removals reach HAProxy through the Runtime API with no safety-net timer (--resync-interval 0): one of several instances without checks, one with checks, a whole service; no reload; the service back fills its backend again', async (t) => {
-  const st = await startStack(t, track, ['--resync-interval', '0']);
+  // registered before the templater starts, so its first render gives each service a backend of its
+  // own: a service arriving after that render goes live in a spare backend, which with
+  // --resync-interval 0 and spares left no reload ever replaces (as seen under load)
+  const st = await startStack(t, track, ['--resync-interval', '0'], { startTemplater: false });
   const servers = await Promise.all(['a1', 'a2', 'b1', 'b2', 'c1'].map((n) => namedServer(n)));
   t.teardown(async () => { for (const s of servers) await s.close(); });
   const [a1, a2, b1, b2, c1] = servers as [NamedServer, NamedServer, NamedServer, NamedServer, NamedServer];
@@ -111,6 +114,8 @@ test('removals reach HAProxy through the Runtime API with no safety-net timer (-
   await register(st.consul.addr, { id: 'checked-b1', name: 'checked', port: b1.port, check: 'passing' });
   await register(st.consul.addr, { id: 'checked-b2', name: 'checked', port: b2.port, check: 'passing' });
   await register(st.consul.addr, { id: 'gone-c1', name: 'gone', port: c1.port });
+  st.templater = startTemplater(st.dir, st.args);
+  track('templater', st.templater);
   const live = (backend: string, want: NamedServer[]): Promise<boolean> => liveServers(st, backend).then((l) => JSON.stringify(l) === JSON.stringify(want.map((s) => `127.0.0.1:${s.port}`).sort()));
   await waitUntil('all served', async () => await live('l7_plain.gantry.test', [a1, a2]) && await live('l7_checked.gantry.test', [b1, b2]) && await live('l7_gone.gantry.test', [c1]), { timeoutMs: 60_000 });
   await firstReloadCounted(st);
@@ -242,4 +247,48 @@ test('a Runtime API sync that fails after a reload is not recorded as applied: i
   t.is(a.hits, hitsA);
   const after = await (await fetch(`${await tp.adminUrl()}/healthz`)).json() as { templates: Array<{ name: string; syncOwed: boolean }> };
   t.false(after.templates.find((x) => x.name === 'haproxy')!.syncOwed);
+});
+
+test('a service living in a spare backend takes instance changes through the Runtime API: an instance swapped for another in one Consul transaction (the new one takes the old one\'s slot), a check going critical; its host tag follows; no reload', async (t) => {
+  const st = await startStack(t, track, ['--allow-host-suffix', 'example.com']);
+  const servers = await Promise.all(['z', 'a', 'b', 'c'].map((n) => namedServer(n)));
+  t.teardown(async () => { for (const s of servers) await s.close(); });
+  const [z, a, b, c] = servers as [NamedServer, NamedServer, NamedServer, NamedServer];
+  const port = st.haproxy.httpPort;
+  await register(st.consul.addr, { id: 'zz', name: 'zz', port: z.port, check: 'passing' });
+  await firstReloadCounted(st);
+  // orders arrives after the first render: it goes live in a spare backend
+  await register(st.consul.addr, { id: 'orders-a', name: 'orders', port: a.port, check: 'passing', tags: ['gantry.host=shop.example.com'] });
+  await register(st.consul.addr, { id: 'orders-b', name: 'orders', port: b.port, check: 'passing' });
+  const seen = async (host = 'orders.gantry.test'): Promise<string> => {
+    const s = new Set<string>();
+    for (let i = 0; i < 6; i++) s.add((await get(port, host)).body);
+    return [...s].sort().join(',');
+  };
+  await waitUntil('a and b serve', async () => (await seen()) === 'a,b', { timeoutMs: 20_000 });
+  t.regex((await backendOf(st, 'orders.gantry.test')) ?? '', /^gantry_spare_\d+$/);
+  const p0 = await procs(st);
+  const reloads0 = await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' });
+
+  // c in and a out in one transaction: one render sees both, c takes a's slot
+  const node = 'gantry-test-node';
+  const res = await fetch(`${st.consul.addr}/v1/txn`, {
+    method: 'PUT', body: JSON.stringify([
+      { Service: { Verb: 'set', Node: node, Service: { ID: 'orders-c', Service: 'orders', Address: '127.0.0.1', Port: c.port, Tags: ['gantry.host=shop.example.com'] } } },
+      { Check: { Verb: 'set', Check: { Node: node, CheckID: 'check:orders-c', Name: 'test', ServiceID: 'orders-c', Status: 'passing' } } },
+      { Service: { Verb: 'delete', Node: node, Service: { ID: 'orders-a', Service: 'orders' } } },
+    ]),
+  });
+  t.is(res.status, 200, await res.text());
+  await waitUntil('b and c serve, a does not', async () => (await seen()) === 'b,c', { timeoutMs: 20_000 });
+  const hitsA = a.hits;
+  t.is(await seen(), 'b,c');
+  t.is(a.hits, hitsA, 'no request reaches a after it left');
+  await setCheck(st.consul.addr, 'orders-b', 'critical');
+  await waitUntil('b out', async () => (await seen()) === 'c', { timeoutMs: 20_000 });
+  t.is(await seen('shop.example.com'), 'c', 'its host tag, still carried by c');
+  const p1 = await procs(st);
+  t.is(p1.reloads, p0.reloads, 'no reload');
+  t.deepEqual(p1.workers, p0.workers);
+  t.is(await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' }), reloads0);
 });
