@@ -6,12 +6,14 @@ import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { startHAProxy, type HAProxyEngine } from '../../test/harness/engines/haproxy.ts';
 import { manageEngines } from '../../test/harness/ava.ts';
-import { freePort } from '../../test/harness/process.ts';
+import { freePort, sleep } from '../../test/harness/process.ts';
 import { applyRender, type ApplyTarget } from '../src/apply/apply.ts';
 import { MasterReloader, parseShowProc } from '../src/apply/reload.ts';
 import { RuntimeApi } from '../src/runtime/runtime-api.ts';
+import { SlotTable } from '../src/runtime/slots.ts';
+import type { InstanceView } from '../src/view.ts';
 import { renderHostMap } from '../src/runtime/host-map.ts';
-import { bootstrapConfig, namedServer, get } from './helpers.ts';
+import { bootstrapConfig, namedServer, get, type NamedServer } from './helpers.ts';
 
 const track = manageEngines(test);
 
@@ -195,6 +197,41 @@ test('Runtime API: fill, empty and add server slots without a reload; the server
   for (let i = 0; i < 10; i++) after.add((await get(port, 'x')).body);
   t.deepEqual([...after].sort(), ['b', 'c']);
   t.true(existsSync(stateFile));
+});
+
+test('Runtime API: an instance replaced by another in one change gets no request after it, with requests in flight at the change (slots from the SlotTable: the freed one is not reused at once)', async (t) => {
+  const { h, port, target } = await setup();
+  const servers = await Promise.all(['a', 'b', 'c'].map((n) => namedServer(n)));
+  t.teardown(async () => { for (const s of servers) await s.close(); });
+  const [a, b, c] = servers as [NamedServer, NamedServer, NamedServer];
+  // the shipped template's defaults that touch server connections (L7 retries, keep-alive)
+  const cfg = config(h, port, '    default_backend be\n\nbackend be\n    balance roundrobin\n    server s1 127.0.0.1:1 disabled\n    server s2 127.0.0.1:1 disabled\n')
+    .replace('    mode http\n', '    mode http\n    option forwardfor\n    option idle-close-on-response\n    option redispatch 1\n    retries 2\n    retry-on conn-failure empty-response response-timeout\n    timeout http-keep-alive 10s\n');
+  t.is((await applyRender(target, cfg)).result, 'applied');
+  const rt = new RuntimeApi({ socket: h.adminSocket, stateFile: join(h.dir, 'server-state') });
+  const table = new SlotTable(2);
+  const instance = (s: NamedServer): InstanceView => ({ key: `n/${s.name}`, id: s.name, node: 'n', address: '127.0.0.1', port: s.port, status: 'passing', tags: [], meta: {}, tenant: null });
+  await rt.apply([{ backend: 'be', slots: table.assign('be', [instance(a), instance(c)]) }]);
+  // keep-alive connections to a (namedServer keeps them 60 s): HAProxy holds idle ones to reuse
+  for (let i = 0; i < 20; i++) await get(port, 'x');
+  t.true(a.hits > 0);
+  // a leaves and b comes in one change, while requests are in flight: HAProxy 2.6 puts a connection
+  // busy at an address change back in the server's idle pool, and later requests reuse it (with a's
+  // slot handed straight to b, a kept getting requests); a's slot goes to maintenance instead
+  let busy = true;
+  const load = Promise.all([1, 2, 3, 4].map(async () => { while (busy) await get(port, 'x').catch(() => undefined); }));
+  await sleep(100);
+  const slots = table.assign('be', [instance(b), instance(c)]);
+  t.deepEqual(slots.map((s) => s.instance?.id ?? null), [null, 'c', 'b', null]);
+  await rt.apply([{ backend: 'be', slots }]);
+  await sleep(100);
+  busy = false;
+  await load;
+  const hitsA = a.hits;
+  const seen = new Set<string>();
+  for (let i = 0; i < 40; i++) seen.add((await get(port, 'x')).body);
+  t.deepEqual([...seen].sort(), ['b', 'c']);
+  t.is(a.hits, hitsA, 'no request reaches a after it left');
 });
 
 test('Runtime API host map: a new name routed to a spare backend without a reload, changed and deleted; the map file keeps what a reload loads', async (t) => {

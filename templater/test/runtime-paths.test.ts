@@ -249,7 +249,7 @@ test('a Runtime API sync that fails after a reload is not recorded as applied: i
   t.false(after.templates.find((x) => x.name === 'haproxy')!.syncOwed);
 });
 
-test('a service living in a spare backend takes instance changes through the Runtime API: an instance swapped for another in one Consul transaction (the new one takes the old one\'s slot), a check going critical; its host tag follows; no reload', async (t) => {
+test('a service living in a spare backend takes instance changes through the Runtime API: an instance swapped for another in one Consul transaction (one render sees both), no request reaching the one that left, a check going critical; its host tag follows; no reload', async (t) => {
   const st = await startStack(t, track, ['--allow-host-suffix', 'example.com']);
   const servers = await Promise.all(['z', 'a', 'b', 'c'].map((n) => namedServer(n)));
   t.teardown(async () => { for (const s of servers) await s.close(); });
@@ -270,7 +270,7 @@ test('a service living in a spare backend takes instance changes through the Run
   const p0 = await procs(st);
   const reloads0 = await st.templater.metric('gantry_templater_reloads_total', { template: 'haproxy' });
 
-  // c in and a out in one transaction: one render sees both, c takes a's slot
+  // c in and a out in one transaction: one render sees both (a's slot goes to maintenance, c takes another)
   const node = 'gantry-test-node';
   const res = await fetch(`${st.consul.addr}/v1/txn`, {
     method: 'PUT', body: JSON.stringify([

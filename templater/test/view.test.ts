@@ -112,6 +112,13 @@ test('slots are stable: an instance keeps its slot, a freed slot is reused, slot
   t.deepEqual(v2.http[0]!.slots.map((s) => s.instance?.id ?? null), [null, i2.id]);
   const v3 = buildView(snap([i2, i3]), opts(), a);
   t.deepEqual(v3.http[0]!.slots.map((s) => s.instance?.id ?? null), [i3.id, i2.id]);
+  // an instance replaced by another in one change: the freed slot is not reused in that change
+  // (it goes to maintenance first), the newcomer takes another one, growing the table if needed
+  const i4 = inst('web');
+  const v3b = buildView(snap([i2, i4]), opts(), a);
+  t.deepEqual(v3b.http[0]!.slots.map((s) => s.instance?.id ?? null), [null, i2.id, i4.id, null]);
+  const v3c = buildView(snap([i2, i3]), opts(), a);
+  t.deepEqual(v3c.http[0]!.slots.map((s) => s.instance?.id ?? null), [i3.id, i2.id, null, null], 'the next change reuses it');
   const more = [inst('web'), inst('web'), inst('web')];
   const v4 = buildView(snap([i2, i3, ...more]), opts(), a);
   t.is(v4.http[0]!.slots.length, 6);

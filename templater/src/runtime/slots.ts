@@ -1,5 +1,9 @@
 // Stable server slots a backend: an instance keeps its slot (s1, s2 ...) for as
-// long as it is in the backend, a freed slot is reused by the next instance, and
+// long as it is in the backend, a freed slot is reused by the next instance (never
+// in the assignment that freed it: HAProxy 2.6 puts a connection that was busy when
+// a server's address changed back in the server's idle pool, and later requests
+// reuse it, reaching the instance that left; a freed slot first goes to maintenance,
+// which closes those connections, and takes a new instance from the next change), and
 // a backend's slot count only grows (so the Runtime API can fill, empty or add
 // slots without a reload). Rendered configs list every slot: filled ones with the
 // instance's address, empty ones disabled.
@@ -22,12 +26,16 @@ export class SlotTable {
       this.tables.set(backend, table);
     }
     const wanted = new Map(instances.map((i) => [i.key, i]));
-    // free the slots of instances that left
-    for (let s = 0; s < table.length; s++) if (table[s] !== undefined && !wanted.has(table[s]!)) table[s] = undefined;
+    // free the slots of instances that left (not given to another instance in this assignment)
+    const freedNow = new Set<number>();
+    for (let s = 0; s < table.length; s++) {
+      if (table[s] !== undefined && !wanted.has(table[s]!)) { table[s] = undefined; freedNow.add(s); }
+    }
     const placed = new Set(table.filter((k): k is string => k !== undefined));
     for (const inst of instances) {
       if (placed.has(inst.key)) continue;
-      let free = table.indexOf(undefined);
+      let free = -1;
+      for (let s = 0; s < table.length; s++) if (table[s] === undefined && !freedNow.has(s)) { free = s; break; }
       if (free === -1) {
         // grow by half again (at least minSlots) so a burst does not add servers one by one
         const grow = Math.max(this.minSlots, Math.ceil(table.length / 2));
