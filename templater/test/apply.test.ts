@@ -199,7 +199,7 @@ test('Runtime API: fill, empty and add server slots without a reload; the server
   t.true(existsSync(stateFile));
 });
 
-test('Runtime API: an instance replaced by another in one change gets no request after it, with requests in flight at the change (slots from the SlotTable: the freed one is not reused at once)', async (t) => {
+test('Runtime API: an instance replaced by another in one change, or moved to a new address, gets no request after it, with requests in flight at the change (slots from the SlotTable: a freed one is not reused at once)', async (t) => {
   const { h, port, target } = await setup();
   const servers = await Promise.all(['a', 'b', 'c'].map((n) => namedServer(n)));
   t.teardown(async () => { for (const s of servers) await s.close(); });
@@ -222,16 +222,40 @@ test('Runtime API: an instance replaced by another in one change gets no request
   const load = Promise.all([1, 2, 3, 4].map(async () => { while (busy) await get(port, 'x').catch(() => undefined); }));
   await sleep(100);
   const slots = table.assign('be', [instance(b), instance(c)]);
+  try {
+    await rt.apply([{ backend: 'be', slots }]);
+    await sleep(100);
+  } finally {
+    busy = false;
+    await load;
+  }
   t.deepEqual(slots.map((s) => s.instance?.id ?? null), [null, 'c', 'b', null]);
-  await rt.apply([{ backend: 'be', slots }]);
-  await sleep(100);
-  busy = false;
-  await load;
   const hitsA = a.hits;
   const seen = new Set<string>();
   for (let i = 0; i < 40; i++) seen.add((await get(port, 'x')).body);
   t.deepEqual([...seen].sort(), ['b', 'c']);
   t.is(a.hits, hitsA, 'no request reaches a after it left');
+
+  // the same instance (same key) at a new address, requests in flight: it takes another slot too
+  const d = await namedServer('d');
+  t.teardown(() => d.close());
+  busy = true;
+  const load2 = Promise.all([1, 2, 3, 4].map(async () => { while (busy) await get(port, 'x').catch(() => undefined); }));
+  await sleep(100);
+  const moved = table.assign('be', [{ ...instance(b), port: d.port }, instance(c)]);
+  try {
+    await rt.apply([{ backend: 'be', slots: moved }]);
+    await sleep(100);
+  } finally {
+    busy = false;
+    await load2;
+  }
+  t.deepEqual(moved.map((s) => s.port), [d.port, c.port, null, null], 'b\'s old slot (s3) is left empty; the free s1 takes it');
+  const hitsB = b.hits;
+  const seen2 = new Set<string>();
+  for (let i = 0; i < 40; i++) seen2.add((await get(port, 'x')).body);
+  t.deepEqual([...seen2].sort(), ['c', 'd']);
+  t.is(b.hits, hitsB, 'no request reaches the old address');
 });
 
 test('Runtime API host map: a new name routed to a spare backend without a reload, changed and deleted; the map file keeps what a reload loads', async (t) => {

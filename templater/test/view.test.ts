@@ -119,6 +119,12 @@ test('slots are stable: an instance keeps its slot, a freed slot is reused, slot
   t.deepEqual(v3b.http[0]!.slots.map((s) => s.instance?.id ?? null), [null, i2.id, i4.id, null]);
   const v3c = buildView(snap([i2, i3]), opts(), a);
   t.deepEqual(v3c.http[0]!.slots.map((s) => s.instance?.id ?? null), [i3.id, i2.id, null, null], 'the next change reuses it');
+  // the same instance at a new port leaves its slot as well, and takes another
+  const v3d = buildView(snap([i2, { ...i3, port: i3.port + 1 }]), opts(), a);
+  t.deepEqual(v3d.http[0]!.slots.map((s) => s.instance?.id ?? null), [null, i2.id, i3.id, null]);
+  t.is(v3d.http[0]!.slots[2]!.port, i3.port + 1);
+  const v3e = buildView(snap([i2, i3]), opts(), a);
+  t.deepEqual(v3e.http[0]!.slots.map((s) => s.instance?.id ?? null), [i3.id, i2.id, null, null]);
   const more = [inst('web'), inst('web'), inst('web')];
   const v4 = buildView(snap([i2, i3, ...more]), opts(), a);
   t.is(v4.http[0]!.slots.length, 6);

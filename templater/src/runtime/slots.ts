@@ -9,9 +9,11 @@
 // instance's address, empty ones disabled.
 import type { InstanceView, SlotView } from '../view.ts';
 
+const slotKey = (i: InstanceView): string => `${i.key}\u0000${i.address}:${i.port}`;
+
 export class SlotTable {
   private readonly minSlots: number;
-  /** backend → slot index → instance key (undefined: free) */
+  /** backend → slot index → instance key and address (undefined: free) */
   private readonly tables = new Map<string, Array<string | undefined>>();
 
   constructor(minSlots: number) {
@@ -25,7 +27,9 @@ export class SlotTable {
       table = new Array<string | undefined>(Math.max(this.minSlots, instances.length)).fill(undefined);
       this.tables.set(backend, table);
     }
-    const wanted = new Map(instances.map((i) => [i.key, i]));
+    // a slot holds an instance at one address: an instance whose address or port changed (the same
+    // service ID registered again elsewhere) leaves its slot and takes another, as a new one would
+    const wanted = new Map(instances.map((i) => [slotKey(i), i]));
     // free the slots of instances that left (not given to another instance in this assignment)
     const freedNow = new Set<number>();
     for (let s = 0; s < table.length; s++) {
@@ -33,7 +37,8 @@ export class SlotTable {
     }
     const placed = new Set(table.filter((k): k is string => k !== undefined));
     for (const inst of instances) {
-      if (placed.has(inst.key)) continue;
+      const k = slotKey(inst);
+      if (placed.has(k)) continue;
       let free = -1;
       for (let s = 0; s < table.length; s++) if (table[s] === undefined && !freedNow.has(s)) { free = s; break; }
       if (free === -1) {
@@ -42,8 +47,8 @@ export class SlotTable {
         free = table.length;
         table.push(...new Array<string | undefined>(grow).fill(undefined));
       }
-      table[free] = inst.key;
-      placed.add(inst.key);
+      table[free] = k;
+      placed.add(k);
     }
     return table.map((key, s) => {
       const inst = key === undefined ? null : wanted.get(key)!;
