@@ -280,9 +280,13 @@ export class CatalogWatcher {
         }
         const newer = await this.readNodes(all, checks.index);
         // instances registered after the checks we hold: their checks, read with them (one read
-        // of every check when there are many: a start, a sweep, a bulk registration)
-        if (newer.size > BULK_CHECKS_AFTER) await this.readAllChecks(newer, checks.index);
-        else await mapLimit([...newer], this.o.fetchConcurrency, (name) => this.readServiceChecks(name));
+        // of every check when there are many: a start, a sweep, a bulk registration). The blocking
+        // health query often answers while the nodes are read (a check written with its instance
+        // moves both): a service whose instances the checks now held cover needs no read
+        const held = this.checks?.index ?? checks.index;
+        const behind = new Set([...newer].filter((name) => [...(this.known.get(name)?.instances.values() ?? [])].some((i) => BigInt(i.modifyIndex) > held)));
+        if (behind.size > BULK_CHECKS_AFTER) await this.readAllChecks(behind, checks.index);
+        else await mapLimit([...behind], this.o.fetchConcurrency, (name) => this.readServiceChecks(name));
       } catch (err) {
         if (all) this.needSweep = true;
         throw err;
