@@ -11,9 +11,10 @@
 // with a filter matching nothing (these probes go out with the node listing);
 // only nodes whose index moved are read in full, and the instances that
 // appeared, went away or changed are applied.
-// An instance registered after the checks we hold has its service's checks
-// read once (/v1/health/service/<name>), so a check written with its instance
-// is never missed. The first sync and a periodic resync (resyncMs, counted in
+// An instance registered after the checks we hold (still, once the node reads
+// are done: the health query usually catches up meanwhile) has its service's
+// checks read once (/v1/health/service/<name>), so a check written with its
+// instance is never missed. The first sync and a periodic resync (resyncMs, counted in
 // stats.resyncs) read every node. A service new in the /v1/catalog/services
 // listing (up to 8 at once) is read first on its own (/v1/health/service/<name>:
 // instances and checks) and published before the node reads, so a new service
