@@ -70,10 +70,13 @@ export function spawnEngine(name: string, cmd: string, args: string[], opts: Spa
   child.stderr?.pipe(log, { end: false });
   // the output's last 256 KB also kept in memory: a test's teardown removes its temp dir (and the
   // log in it) before ava's afterEach hooks print a failed test's engine tails
-  let recent = '';
+  // (chunks kept as they come, the oldest dropped: no copy on the hot path of a busy log)
+  const recent: Buffer[] = [];
+  let recentBytes = 0;
   const keep = (d: Buffer): void => {
-    recent += d.toString('utf8');
-    if (recent.length > 512 * 1024) recent = recent.slice(-256 * 1024);
+    recent.push(d);
+    recentBytes += d.length;
+    while (recentBytes - recent[0]!.length >= 256 * 1024) recentBytes -= recent.shift()!.length;
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
@@ -120,7 +123,7 @@ export function spawnEngine(name: string, cmd: string, args: string[], opts: Spa
     },
     tail(lines = 40) {
       if (existsSync(opts.logFile)) return tailFile(opts.logFile, lines);
-      return `(log ${opts.logFile} removed; its last lines kept in memory)\n${recent.split('\n').slice(-lines - 1).join('\n')}`;
+      return `(log ${opts.logFile} removed; its last lines kept in memory)\n${Buffer.concat(recent).toString('utf8').split('\n').slice(-lines - 1).join('\n')}`;
     },
   };
   live.add(proc);
