@@ -250,7 +250,7 @@ test('Runtime API: an instance replaced by another in one change, or moved to a 
     busy = false;
     await load2;
   }
-  t.deepEqual(moved.map((s) => s.port), [d.port, c.port, null, null], 'b\'s old slot (s3) is left empty; the free s1 takes it');
+  t.deepEqual(moved.map((s) => s.port), [null, c.port, null, d.port], 'b\'s old slot (s3) is left empty; the never-used s4 takes it');
   const hitsB = b.hits;
   const seen2 = new Set<string>();
   for (let i = 0; i < 40; i++) seen2.add((await get(port, 'x')).body);

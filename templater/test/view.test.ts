@@ -117,18 +117,19 @@ test('slots are stable: an instance keeps its slot, a freed slot is reused, slot
   const i4 = inst('web');
   const v3b = buildView(snap([i2, i4]), opts(), a);
   t.deepEqual(v3b.http[0]!.slots.map((s) => s.instance?.id ?? null), [null, i2.id, i4.id, null]);
+  // later, a slot never used comes first, then the one freed longest ago
   const v3c = buildView(snap([i2, i3]), opts(), a);
-  t.deepEqual(v3c.http[0]!.slots.map((s) => s.instance?.id ?? null), [i3.id, i2.id, null, null], 'the next change reuses it');
-  // the same instance at a new port leaves its slot as well, and takes another
+  t.deepEqual(v3c.http[0]!.slots.map((s) => s.instance?.id ?? null), [null, i2.id, null, i3.id], 'the never-used s4');
+  // the same instance at a new port leaves its slot as well, and takes another (s1, freed before s3)
   const v3d = buildView(snap([i2, { ...i3, port: i3.port + 1 }]), opts(), a);
-  t.deepEqual(v3d.http[0]!.slots.map((s) => s.instance?.id ?? null), [null, i2.id, i3.id, null]);
-  t.is(v3d.http[0]!.slots[2]!.port, i3.port + 1);
+  t.deepEqual(v3d.http[0]!.slots.map((s) => s.instance?.id ?? null), [i3.id, i2.id, null, null]);
+  t.is(v3d.http[0]!.slots[0]!.port, i3.port + 1);
   const v3e = buildView(snap([i2, i3]), opts(), a);
-  t.deepEqual(v3e.http[0]!.slots.map((s) => s.instance?.id ?? null), [i3.id, i2.id, null, null]);
+  t.deepEqual(v3e.http[0]!.slots.map((s) => s.instance?.id ?? null), [null, i2.id, i3.id, null], 's3, freed before s4 (s1 was freed by this change)');
   const more = [inst('web'), inst('web'), inst('web')];
   const v4 = buildView(snap([i2, i3, ...more]), opts(), a);
   t.is(v4.http[0]!.slots.length, 6);
-  t.deepEqual(v4.http[0]!.slots.slice(0, 2).map((s) => s.instance?.id), [i3.id, i2.id]);
+  t.deepEqual(v4.http[0]!.slots.slice(1, 3).map((s) => s.instance?.id), [i2.id, i3.id], 'the instances that stayed keep their slots');
   const v5 = buildView(snap([i2]), opts(), a);
   t.is(v5.http[0]!.slots.length, 6);
   t.deepEqual(v5.http[0]!.slots.map((s) => s.name), ['s1', 's2', 's3', 's4', 's5', 's6']);

@@ -1,6 +1,6 @@
 // Stable server slots a backend: an instance keeps its slot (s1, s2 ...) for as
-// long as it is in the backend, a freed slot is reused by the next instance (never
-// in the assignment that freed it: HAProxy 2.6 puts a connection that was busy when
+// long as it is in the backend, a freed slot is reused by a later instance (never
+// in the assignment that freed it, and after free slots never used or freed earlier: HAProxy 2.6 puts a connection that was busy when
 // a server's address changed back in the server's idle pool, and later requests
 // reuse it, reaching the instance that left; a freed slot first goes to maintenance,
 // which closes those connections, and takes a new instance from the next change), and
@@ -15,6 +15,9 @@ export class SlotTable {
   private readonly minSlots: number;
   /** backend → slot index → instance key and address (undefined: free) */
   private readonly tables = new Map<string, Array<string | undefined>>();
+  /** backend → slot index → the assignment that last freed it (absent: never used) */
+  private readonly freedAt = new Map<string, number[]>();
+  private assignments = 0;
 
   constructor(minSlots: number) {
     this.minSlots = Math.max(1, minSlots);
@@ -31,16 +34,23 @@ export class SlotTable {
     // service ID registered again elsewhere) leaves its slot and takes another, as a new one would
     const wanted = new Map(instances.map((i) => [slotKey(i), i]));
     // free the slots of instances that left (not given to another instance in this assignment)
-    const freedNow = new Set<number>();
+    const now = ++this.assignments;
+    let freed = this.freedAt.get(backend);
+    if (!freed) { freed = []; this.freedAt.set(backend, freed); }
     for (let s = 0; s < table.length; s++) {
-      if (table[s] !== undefined && !wanted.has(table[s]!)) { table[s] = undefined; freedNow.add(s); }
+      if (table[s] !== undefined && !wanted.has(table[s]!)) { table[s] = undefined; freed[s] = now; }
     }
     const placed = new Set(table.filter((k): k is string => k !== undefined));
     for (const inst of instances) {
       const k = slotKey(inst);
       if (placed.has(k)) continue;
+      // a free slot never used first, then the one freed longest ago: a request still in flight to
+      // an instance that left (a long one) is the least likely to outlive its slot's next use
       let free = -1;
-      for (let s = 0; s < table.length; s++) if (table[s] === undefined && !freedNow.has(s)) { free = s; break; }
+      for (let s = 0; s < table.length; s++) {
+        if (table[s] !== undefined || freed[s] === now) continue;
+        if (free === -1 || (freed[s] ?? -1) < (freed[free] ?? -1)) free = s;
+      }
       if (free === -1) {
         // grow by half again (at least minSlots) so a burst does not add servers one by one
         const grow = Math.max(this.minSlots, Math.ceil(table.length / 2));
@@ -59,7 +69,7 @@ export class SlotTable {
   /** forgets backends not in the list (after they left the rendered config) */
   retain(backends: Iterable<string>): void {
     const keep = new Set(backends);
-    for (const b of [...this.tables.keys()]) if (!keep.has(b)) this.tables.delete(b);
+    for (const b of [...this.tables.keys()]) if (!keep.has(b)) { this.tables.delete(b); this.freedAt.delete(b); }
   }
 
   size(backend: string): number | undefined {
