@@ -1,12 +1,13 @@
 // Stable server slots a backend: an instance keeps its slot (s1, s2 ...) for as
-// long as it is in the backend, a freed slot is reused by a later instance (never
-// in the assignment that freed it, and after free slots never used or freed earlier: HAProxy 2.6 puts a connection that was busy when
-// a server's address changed back in the server's idle pool, and later requests
-// reuse it, reaching the instance that left; a freed slot first goes to maintenance,
-// which closes those connections, and takes a new instance from the next change), and
-// a backend's slot count only grows (so the Runtime API can fill, empty or add
-// slots without a reload). Rendered configs list every slot: filled ones with the
-// instance's address, empty ones disabled.
+// long as it is at the same address in the backend, and a backend's slot count
+// only grows (so the Runtime API can fill, empty or add slots without a reload).
+// A freed slot goes to maintenance and is not given to another instance in the
+// assignment that freed it; a new instance takes a slot never used first, then
+// the one freed longest ago. HAProxy 2.6 puts a connection that was busy when a
+// server's address changed back in the server's idle pool, and later requests
+// reuse it: a slot handed straight to another instance left the old one getting
+// requests. Rendered configs list every slot: filled ones with the instance's
+// address, empty ones disabled.
 import type { InstanceView, SlotView } from '../view.ts';
 
 const slotKey = (i: InstanceView): string => `${i.key}\u0000${i.address}:${i.port}`;
@@ -49,7 +50,8 @@ export class SlotTable {
       let free = -1;
       for (let s = 0; s < table.length; s++) {
         if (table[s] !== undefined || freed[s] === now) continue;
-        if (free === -1 || (freed[s] ?? -1) < (freed[free] ?? -1)) free = s;
+        if (freed[s] === undefined) { free = s; break; } // never used: none better
+        if (free === -1 || freed[s]! < freed[free]!) free = s;
       }
       if (free === -1) {
         // grow by half again (at least minSlots) so a burst does not add servers one by one
