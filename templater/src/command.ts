@@ -25,6 +25,7 @@ export const templaterFlags: readonly FlagSpec[] = [
   { name: 'haproxy-state-file', type: 'string', description: 'server-state-file the shipped template declares (default <state-dir>/haproxy-server-state)' },
   { name: 'haproxy-map-file', type: 'string', description: 'Host → backend map the shipped template routes by, kept in step through the Runtime API (default <state-dir>/haproxy-hosts.map)' },
   { name: 'spare-backends', type: 'int', default: 8, min: 0, max: 1000, description: 'spare L7 backends in the shipped config: new services go live in them through the Runtime API, without a reload (0: a reload each); doubled at the reload after they ran out' },
+  { name: 'spare-backends-percent', type: 'int', default: 1, min: 0, max: 100, description: 'the spare pool is at least this many per 100 L7 services at each reload (a burst of new services on a big catalog fits without waiting for a reload; with --spare-backends 0, none)' },
   { name: 'haproxy-bin', type: 'string', default: 'haproxy', description: 'haproxy binary for the check (haproxy -c -f)' },
   { name: 'hosts-file', type: 'string', description: 'render the shipped hosts template (for dnsmasq --addn-hosts or CoreDNS hosts) to this file' },
   { name: 'dnsmasq-pid-file', type: 'string', description: 'send SIGHUP to the pid in this file after the hosts file changed' },
@@ -174,7 +175,7 @@ export const templater: Command = {
     let runner: Runner;
     try {
       runner = new Runner({
-        source: watcher, templates, view: viewOptions(), vip: { pool, iface }, log, metrics, spares: f.int('spare-backends'),
+        source: watcher, templates, view: viewOptions(), vip: { pool, iface }, log, metrics, spares: f.int('spare-backends'), sparesPercent: f.int('spare-backends-percent'),
         probeIntervalMs: f.ms('probe-interval'), reloadTimeoutMs: f.ms('reload-timeout'),
       });
     } catch (err) {

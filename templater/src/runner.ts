@@ -55,6 +55,8 @@ export interface RunnerOptions {
   vip?: { pool: VipPool; iface?: VipInterface | undefined } | undefined;
   /** spare L7 backends a config holds for new services (0: every new service reloads) */
   spares?: number;
+  /** the pool is at least this many spares per 100 L7 services at each compact layout */
+  sparesPercent?: number;
   log: Logger;
   metrics: TemplaterMetrics;
   /** how often reload targets are probed (0: never) */
@@ -94,7 +96,7 @@ export class Runner {
     this.o = o;
     this.log = o.log;
     this.slots = new SlotTable(o.view.minSlots);
-    this.routes = new RouteTable({ spares: o.spares ?? 0 });
+    this.routes = new RouteTable({ spares: o.spares ?? 0, perHundred: o.sparesPercent ?? 0 });
     this.vips = o.vip ? new VipKeeper({ pool: o.vip.pool, iface: o.vip.iface, log: o.log, metrics: o.metrics }) : undefined;
     this.runs = compileAll(o.templates).map(({ spec, compiled, text }) => {
       const r = new TemplateRun(spec, compiled, text, makeReloader(spec, o.reloadTimeoutMs ?? 10_000));

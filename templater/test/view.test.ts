@@ -283,6 +283,31 @@ test('spare backends: a new L7 service takes a spare (host map to it), overflow 
   t.false(v5.spares[0]!.slots.some((s) => s.address), 'its servers are emptied');
 });
 
+test('spare pool sized by the catalog: at least perHundred spares per 100 L7 services at a compact layout (the first render too); never below --spare-backends, none when that is 0', (t) => {
+  const layout = (spares: number, perHundred: number, services: number): { first: number; compact: number; inSpare: number } => {
+    const routes = new RouteTable({ spares, perHundred });
+    const a = assign();
+    const list = Array.from({ length: services }, (_, i) => inst(`s${i}`));
+    const view = (l: CatalogInstance[], compact = false): ReturnType<typeof buildView> => {
+      const router = routes.router(compact);
+      const v = buildView(snap(l), opts(), { ...a, routes: router });
+      router.used(new Set(v.http.map((g) => g.key)));
+      return v;
+    };
+    const v0 = view(list);
+    routes.commit(v0.l7Backends.map((g) => g.key), v0.spares.length);
+    // a new service between reloads takes one of the pool's spares; the compact layout keeps the size
+    const v1 = view([...list, inst('newcomer')]);
+    const inSpare = v1.spares.filter((s) => s.group !== null).length;
+    const v2 = view([...list, inst('newcomer')], true);
+    return { first: v0.spares.length, compact: v2.spares.length, inSpare };
+  };
+  t.deepEqual(layout(2, 10, 45), { first: 5, compact: 5, inSpare: 1 }, '10 per 100 of 45 services: 5 spares (rounded up)');
+  t.deepEqual(layout(2, 10, 46), { first: 5, compact: 5, inSpare: 1 }, '46 + 1 own groups at the compact layout: still 5');
+  t.deepEqual(layout(8, 10, 30), { first: 8, compact: 8, inSpare: 1 }, 'the minimum wins over a smaller share');
+  t.deepEqual(layout(0, 10, 30), { first: 0, compact: 0, inSpare: 0 }, '--spare-backends 0: no pool at all');
+});
+
 test('a service with its own backend that leaves the catalog: the backend stays (retired, emptied, out of the map and the groups); back, it fills it again; the compact layout drops it', (t) => {
   const routes = new RouteTable({ spares: 1 });
   const a = assign();

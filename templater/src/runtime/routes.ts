@@ -10,6 +10,9 @@
 // again) and, when spares ran out, a pool grown for the next ones. When a new
 // group takes the last spare, that reload is made right away, after the group
 // is live, so the next new group finds a spare instead of waiting for it.
+// The pool is never smaller than a share of the groups with their own backend
+// (perPercent, 1 % by default): a burst of new services on a big catalog, where
+// a reload costs a second or more, fits in the spares instead of waiting for it.
 // A group with its own backend that leaves the catalog entirely keeps that
 // backend in the config as a retired one (servers emptied, its names dropped
 // from the map through the Runtime API): no reload for a removal, and the same
@@ -21,6 +24,8 @@ export const spareName = (i: number): string => `gantry_spare_${i + 1}`;
 export class RouteTable {
   private readonly minSpares: number;
   private readonly maxSpares: number;
+  /** spares per 100 own groups at a compact layout (0: only minSpares and the doubling) */
+  private readonly perHundred: number;
   /** groups with their own backend in the config HAProxy runs (set at each committed reload) */
   private own = new Set<string>();
   /** each own group as last routed: what a retired backend is rendered from when the group is gone */
@@ -34,21 +39,28 @@ export class RouteTable {
   /** spares ran out since the last reload: the next compact layout grows the pool */
   private exhausted = false;
 
-  constructor(opts: { spares: number; maxSpares?: number }) {
+  constructor(opts: { spares: number; maxSpares?: number; perHundred?: number }) {
     this.minSpares = Math.max(0, opts.spares);
     this.maxSpares = Math.max(this.minSpares, opts.maxSpares ?? 1000);
+    this.perHundred = Math.max(0, opts.perHundred ?? 0);
     this.size = this.minSpares;
   }
 
   /** a router for buildView; compact: every group in its own backend, the (grown) spare pool empty */
   router(compact: boolean): { route(g: GroupView): Route; spares(): string[]; groupOf(spare: string): string | null; retired(present: ReadonlySet<string>): GroupView[]; used(keys: ReadonlySet<string>): void } {
-    const count = compact ? this.nextSize() : this.size;
-    const names = Array.from({ length: count }, (_, i) => spareName(i));
+    // the pool's size is known once every group is routed (a compact layout sizes it by its groups)
+    let ownCount = 0;
+    let names: string[] | undefined;
+    const spareNames = (): string[] => {
+      names ??= Array.from({ length: compact || !this.committed ? this.nextSize(ownCount) : this.size }, (_, i) => spareName(i));
+      return names;
+    };
     return {
       route: (g) => {
         const own = { backend: g.backend, spare: false };
         if (compact || !this.committed || this.own.has(g.key)) {
           this.lastSeen.set(g.key, { ...g });
+          if (g.mode === 'http') ownCount++;
           return own;
         }
         for (const [i, k] of this.spareGroup) if (k === g.key) return { backend: spareName(i), spare: true };
@@ -59,10 +71,10 @@ export class RouteTable {
         this.exhausted = true;
         return 'overflow';
       },
-      spares: () => names,
+      spares: spareNames,
       groupOf: (spare) => {
         if (compact) return null;
-        const i = names.indexOf(spare);
+        const i = spareNames().indexOf(spare);
         return i < 0 ? null : this.spareGroup.get(i) ?? null;
       },
       // own groups no longer in the catalog: their backends stay in the config, emptied (path routes
@@ -84,9 +96,12 @@ export class RouteTable {
     };
   }
 
-  private nextSize(): number {
-    if (!this.committed) return this.size;
-    return this.exhausted ? Math.min(this.maxSpares, Math.max(1, this.size * 2)) : this.size;
+  /** the pool of the next compact layout: as it is, doubled when it ran out, at least perHundred per 100 own groups */
+  private nextSize(ownGroups: number): number {
+    if (this.minSpares === 0) return 0;
+    const base = !this.committed ? this.size : this.exhausted ? Math.max(1, this.size * 2) : this.size;
+    const share = Math.ceil((ownGroups * this.perHundred) / 100);
+    return Math.min(this.maxSpares, Math.max(base, share));
   }
 
   /**
