@@ -137,19 +137,33 @@ export function tailFile(file: string, lines = 40): string {
 }
 
 /** A free TCP port on 127.0.0.1 (the kernel picks it; it is released before use). */
+/**
+ * Ports this process has handed out: never handed out twice. A port is free only when asked, and
+ * some engines bind theirs late: a ZooKeeper server binds its quorum port only once elected
+ * leader, so a Consul agent started after the ensemble in the same test was once given that very
+ * port, and the ensemble lost its quorum for good (the elected server could never bind).
+ */
+const handedOut = new Set<number>();
+
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      srv.close(() => {
-        if (addr && typeof addr === 'object') resolve(addr.port);
-        else reject(new Error('no port'));
+  for (let attempt = 0; ; attempt++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = net.createServer();
+      srv.unref();
+      srv.once('error', reject);
+      srv.listen(0, host, () => {
+        const addr = srv.address();
+        srv.close(() => {
+          if (addr && typeof addr === 'object') resolve(addr.port);
+          else reject(new Error('no port'));
+        });
       });
     });
-  });
+    if (!handedOut.has(port) || attempt >= 100) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 export async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]> {
