@@ -177,6 +177,9 @@ export async function run(): Promise<BenchResult[]> {
       down.push((await until(consul, owner, (s) => !s.has(`svc-${i}`))) - t0);
       await directGone(i);
     }
+    // where the tail is: the slowest samples with their place in the run (a cold first one shows as #0)
+    const slowest = (xs: number[]): string => xs.map((v, i) => [v, i] as const).sort((a, b) => b[0] - a[0]).slice(0, 4).map(([v, i]) => `#${i} ${v.toFixed(1)}`).join(', ');
+    process.stderr.write(`bench registrator: slowest (ms, #sample): start ${slowest(up)}; direct register ${slowest(direct)}; kill ${slowest(down)}; direct deregister ${slowest(directDown)}\n`);
     const d50 = percentile(direct, 50);
     const d99 = percentile(direct, 99);
     const dd50 = percentile(directDown, 50);

@@ -292,14 +292,19 @@ export class Runner {
     if (choice.path === 'runtime' && r.runtime && r.applied) {
       try {
         // a sync owed (a failed one, a master that re-read its files): every backend and the whole map
+        const s0 = performance.now();
         const res = await r.runtime.apply(backendsOf(view), r.syncOwed ? undefined : changedBackends(r.applied, view));
+        const s1 = performance.now();
         let mapCommands = 0;
         if (mapFile && (hostMap !== r.appliedHostMap || r.syncOwed)) {
-          mapCommands = (await r.runtime.applyHostMap(mapFile, view.hostMap)).commands;
+          mapCommands = (await r.runtime.applyHostMap(mapFile, view.hostMap, !r.syncOwed)).commands;
           await writeAtomic(mapFile, hostMap!);
         }
         const liveMs = Math.round(performance.now() - started);
         r.lastTimings.pathMs = Math.round(choiceMs);
+        // the Runtime API's share: the servers (read the changed backends, set), the map (set, file written)
+        r.lastTimings.serversMs = Math.round(s1 - s0);
+        r.lastTimings.mapMs = Math.round(performance.now() - s1);
         this.o.metrics.runtimeUpdates.inc({ template: name, result: 'ok' }, 1);
         this.writeLater(r, content);
         r.applied = remembered(view, content);

@@ -10,6 +10,7 @@ import { freePort, sleep } from '../../test/harness/process.ts';
 import { applyRender, type ApplyTarget } from '../src/apply/apply.ts';
 import { MasterReloader, parseShowProc } from '../src/apply/reload.ts';
 import { RuntimeApi } from '../src/runtime/runtime-api.ts';
+import { cliRequest } from '../src/runtime/socket.ts';
 import { SlotTable } from '../src/runtime/slots.ts';
 import type { InstanceView } from '../src/view.ts';
 import { renderHostMap } from '../src/runtime/host-map.ts';
@@ -298,8 +299,24 @@ backend gantry_spare_1
   const after = await h.processes();
   t.is(after.reloads, before.reloads, 'no reload');
   t.deepEqual(after.workers, before.workers, 'the same worker served it all');
+  // what it applied is known: trusting it, the map is not read again and only the difference is sent
+  const three = [{ host: 'a.test', backend: 'be_a' }, { host: 'b.test', backend: 'be_a' }, { host: 'c.test', backend: 'gantry_spare_1' }];
+  t.is((await rt.applyHostMap(mapFile, three, true)).commands, 1);
+  t.is((await get(port, 'c.test')).body, 'b');
+  // a name deleted behind its back is not seen while it trusts what it knows (no read) ...
+  t.is((await cliRequest(h.adminSocket, `del map ${mapFile} c.test`)).trim(), '');
+  t.is((await get(port, 'c.test')).status, 404);
+  t.is((await rt.applyHostMap(mapFile, three, true)).commands, 0, 'trusted: no read, no command');
+  // ... a read brings the map level again: untrusted (every sync), or after forgetState
+  rt.forgetState();
+  t.is((await rt.applyHostMap(mapFile, three, true)).commands, 1);
+  t.is((await get(port, 'c.test')).body, 'b');
+  t.is((await cliRequest(h.adminSocket, `del map ${mapFile} c.test`)).trim(), '');
+  t.is((await rt.applyHostMap(mapFile, three)).commands, 1, 'untrusted: read, the missing name added');
+  t.is((await get(port, 'c.test')).body, 'b');
   // a map HAProxy does not run is an error, not a silent success
   await t.throwsAsync(rt.applyHostMap(join(h.dir, 'other.map'), routes), { code: 'E_HAPROXY_COMMAND' });
+  await t.throwsAsync(rt.applyHostMap(join(h.dir, 'other.map'), routes, true), { code: 'E_HAPROXY_COMMAND' }, 'unknown map: read, even trusted');
 });
 
 test('HAProxy restores server ports from the state file over the config: a reload without a sync leaves a slot on a stale port', async (t) => {

@@ -10,7 +10,10 @@
 // It also runs after every reload, so a server state file restored by HAProxy
 // can never leave a slot in a state the view does not want. After a change it
 // writes `show servers state` to the server-state-file, so a reload (ours or an
-// operator's) starts from it.
+// operator's) starts from it. The Host → backend map is made level by the same
+// read-compare-send, except on the runner's change path between reloads, where
+// the map this process last read and changed is trusted (a full read again
+// after every reload, an owed sync, or a master that re-read its files).
 import { isIP } from 'node:net';
 import { GantryError, writeFileAtomic } from '@gantry/core';
 import { batch, cliRequest } from './socket.ts';
@@ -145,9 +148,10 @@ export class RuntimeApi {
     return !this.unsaved;
   }
 
-  /** the running servers are unknown (HAProxy restarted, or re-read its files): the next reload saves first */
+  /** the running servers are unknown (HAProxy restarted, or re-read its files): the next reload saves first, the next map change reads the map */
   forgetState(): void {
     this.unsaved = true;
+    this.knownMaps.clear();
   }
 
   /** sends commands; throws E_HAPROXY_COMMAND with HAProxy's answer when one was refused */
@@ -158,12 +162,29 @@ export class RuntimeApi {
     if (bad.length) throw new GantryError('E_HAPROXY_COMMAND', `Runtime API refused: ${bad.slice(0, 3).join(' | ')}`);
   }
 
-  /** brings the running Host → backend map (loaded from `file`) to the routes; returns how many commands it took */
-  async applyHostMap(file: string, routes: readonly HostRoute[]): Promise<RuntimeResult> {
-    const text = await cliRequest(this.socket, `show map ${file}`, 15_000);
-    if (/^Unknown map identifier/m.test(text)) throw new GantryError('E_HAPROXY_COMMAND', `show map ${file}: HAProxy runs no such map (a config without it?)`);
-    const cmds = planHostMap(file, routes, parseShowMap(text));
+  /**
+   * each map as the running HAProxy holds it, as far as this process knows: set after a read
+   * and the commands that followed it succeeded; dropped on any failure and by forgetState
+   */
+  private readonly knownMaps = new Map<string, Map<string, string>>();
+
+  /**
+   * brings the running Host → backend map (loaded from `file`) to the routes; returns how many
+   * commands it took. It reads the map (`show map`) first, unless `trustKnown` and this process
+   * knows what runs since its last read: between reloads only the Runtime API changes the map,
+   * and a read costs tens of milliseconds at thousands of names.
+   */
+  async applyHostMap(file: string, routes: readonly HostRoute[], trustKnown = false): Promise<RuntimeResult> {
+    let current = trustKnown ? this.knownMaps.get(file) : undefined;
+    this.knownMaps.delete(file);
+    if (!current) {
+      const text = await cliRequest(this.socket, `show map ${file}`, 15_000);
+      if (/^Unknown map identifier/m.test(text)) throw new GantryError('E_HAPROXY_COMMAND', `show map ${file}: HAProxy runs no such map (a config without it?)`);
+      current = parseShowMap(text);
+    }
+    const cmds = planHostMap(file, routes, current);
     if (cmds.length) await this.send(cmds);
+    this.knownMaps.set(file, new Map(routes.map((r) => [r.host, r.backend])));
     return { commands: cmds.length };
   }
 
@@ -200,7 +221,9 @@ export class RuntimeApi {
       // a command sent from here on marks it unsaved again
       this.unsaved = false;
       try {
-        const { text } = await this.serversState();
+        // the text as HAProxy wrote it (not parsed: at 10,000 servers that costs more than the dump)
+        const text = await cliRequest(this.socket, 'show servers state', 15_000);
+        if (!/^\d+\n#/.test(text)) throw new GantryError('E_HAPROXY_COMMAND', `show servers state: unexpected answer ${JSON.stringify(text.slice(0, 120))}`);
         await writeFileAtomic(file, text);
       } catch (err) {
         this.unsaved = true;
