@@ -27,6 +27,7 @@ import { compileTemplate } from './render/engine.ts';
 import { buildView, type HostConflict, type View, type ViewOptions, type Skip } from './view.ts';
 import { SlotTable } from './runtime/slots.ts';
 import { RouteTable } from './runtime/routes.ts';
+import type { RuntimeResult } from './runtime/runtime-api.ts';
 import { renderHostMap } from './runtime/host-map.ts';
 import { applyRender, type ApplyOutcome, type ApplyTimings } from './apply/apply.ts';
 import { Quiescence } from './run/quiescence.ts';
@@ -281,14 +282,19 @@ export class Runner {
           r.lastTimings = { waitMs, viewMs: Math.round(viewMs), renderMs: 0 };
           try {
             const s0 = performance.now();
-            const res = await r.runtime.apply(backendsOf(view), changed);
+            // the server-state file is saved once the map is set too: its dump would hold the map's commands back
+            const res = await r.runtime.apply(backendsOf(view), changed, 'refuse', { saveLater: true });
             const s1 = performance.now();
             let mapCommands = 0;
+            let mapRes: RuntimeResult | undefined;
             if (mapFile && hostMapText !== r.appliedHostMap) {
-              mapCommands = (await r.runtime.applyHostMap(mapFile, view.hostMap, true)).commands;
+              mapRes = await r.runtime.applyHostMap(mapFile, view.hostMap, true);
+              mapCommands = mapRes.commands;
               await writeAtomic(mapFile, hostMapText!);
             }
             const live = performance.now();
+            if (res.commands > 0) r.runtime.scheduleSave();
+            r.lastTimings.runtime = { serversReadMs: Math.round(res.readMs ?? 0), serversSendMs: Math.round(res.sendMs ?? 0), mapReadMs: Math.round(mapRes?.readMs ?? 0), mapSendMs: Math.round(mapRes?.sendMs ?? 0) };
             const r0 = performance.now();
             const content = this.renderOrReport(r, view, snap);
             r.lastTimings.renderMs = Math.round(performance.now() - r0);

@@ -4,6 +4,7 @@
 import test from 'ava';
 import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
+import { getPriority } from 'node:os';
 import { startHAProxy, type HAProxyEngine } from '../../test/harness/engines/haproxy.ts';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { freePort, sleep } from '../../test/harness/process.ts';
@@ -89,6 +90,20 @@ test('a write whose check is stopped by its signal (a newer render replaces it) 
   t.is(readFileSync(h.cfgFile, 'utf8'), before);
   t.deepEqual(readdirSync(dirname(h.cfgFile)).filter((f) => f.includes('.tmp')), []);
   t.is((await get(port, 'x')).body, 'one');
+});
+
+test('the check of a write the Runtime API already made live (noReload) runs niced; a check on the reload path does not', async (t) => {
+  const { h, port, target } = await setup();
+  t.is((await applyRender(target, config(h, port, answer('one')))).result, 'applied');
+  const seen = join(h.dir, 'niceness');
+  // the check records its own niceness (`nice` alone prints it), then checks the file as HAProxy would
+  const recording: ApplyTarget = { ...target, check: ['sh', '-c', `nice > ${seen}; exec haproxy -c -q -f "$0"`, '{{path}}'] };
+  t.is((await applyRender(recording, config(h, port, answer('two')), { noReload: true })).result, 'written');
+  const own = getPriority();
+  t.is(Number(readFileSync(seen, 'utf8').trim()), Math.min(19, own + 10), 'background check: 10 nicer');
+  t.is((await applyRender(recording, config(h, port, answer('three')))).result, 'applied');
+  t.is(Number(readFileSync(seen, 'utf8').trim()), own, 'reload path: at the templater\'s own priority');
+  t.is((await get(port, 'x')).body, 'three');
 });
 
 test('a good render is written atomically with its permissions, the last good file kept, and the reload confirmed by show proc', async (t) => {

@@ -33,6 +33,9 @@ export type ApplyOutcome =
   | { result: 'aborted' };
 
 /** where the time of an apply went, in ms (filled as it goes) */
+/** how much nicer a background check runs (`nice -n`) */
+const BACKGROUND_NICENESS = 10;
+
 export interface ApplyTimings { checkMs?: number; writeMs?: number; reloadMs?: number }
 
 export interface ApplyOptions {
@@ -67,7 +70,9 @@ export async function applyRender(t: ApplyTarget, content: string, opts: ApplyOp
   const timings = opts.timings ?? {};
   if (t.check) {
     const c0 = performance.now();
-    const c = await checkFile(t.check, tmp, t.destination, content, t.checkTimeoutMs, opts.signal);
+    // the check of a file the Runtime API already made live runs in the background: nicer, so
+    // the next change's own work (render, Runtime API) is not slowed by it on a busy machine
+    const c = await checkFile(t.check, tmp, t.destination, content, t.checkTimeoutMs, opts.signal, opts.noReload ? BACKGROUND_NICENESS : undefined);
     timings.checkMs = Math.round(performance.now() - c0);
     if (c.aborted || opts.signal?.aborted) {
       await removeQuietly(tmp);

@@ -24,8 +24,8 @@ export function offendingLines(output: string, tmpPath: string, content: string)
   return [...seen].sort((a, b) => a - b).slice(0, 20).map((n) => `line ${n}: ${escapeLogField(lines[n - 1] ?? '', 200)}`);
 }
 
-export async function checkFile(cmd: CommandSpec, tmpPath: string, dest: string, content: string, timeoutMs: number, signal?: AbortSignal): Promise<CheckResult> {
-  const r = await runCommandSpec(cmd, { path: tmpPath, timeoutMs, signal });
+export async function checkFile(cmd: CommandSpec, tmpPath: string, dest: string, content: string, timeoutMs: number, signal?: AbortSignal, niceness?: number): Promise<CheckResult> {
+  const r = await runCommandSpec(cmd, { path: tmpPath, timeoutMs, signal, ...(niceness ? { niceness } : {}) });
   if (r.aborted) return { ok: false, aborted: true, output: 'check stopped: its file is no longer wanted', offending: [] };
   const offending = r.ok ? [] : offendingLines(r.output, tmpPath, content);
   const why = r.timedOut ? `\n(check timed out after ${timeoutMs} ms)` : r.code === null && !r.ok ? '' : '';

@@ -3,6 +3,10 @@
 // shell string, by "$1", so a path is never parsed as shell syntax). Never
 // throws for the command's own failure: the caller decides.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+/** coreutils' nice, to start a background command at a lower CPU priority (none: at the same) */
+const NICE = ['/usr/bin/nice', '/bin/nice'].find((p) => existsSync(p));
 
 export type CommandSpec = string | readonly string[];
 
@@ -18,7 +22,11 @@ export interface ExecResult {
 
 const MAX_OUTPUT = 64 * 1024;
 
-export function runCommandSpec(cmd: CommandSpec, opts: { path?: string; timeoutMs: number; env?: NodeJS.ProcessEnv; signal?: AbortSignal | undefined }): Promise<ExecResult> {
+/**
+ * `niceness`: start the command that much nicer (a background check must not take the CPU from
+ * the change being made live); ignored where there is no `nice`.
+ */
+export function runCommandSpec(cmd: CommandSpec, opts: { path?: string; timeoutMs: number; env?: NodeJS.ProcessEnv; signal?: AbortSignal | undefined; niceness?: number }): Promise<ExecResult> {
   let file: string;
   let args: string[];
   if (typeof cmd === 'string') {
@@ -26,6 +34,10 @@ export function runCommandSpec(cmd: CommandSpec, opts: { path?: string; timeoutM
     args = ['-c', cmd.replaceAll('{{path}}', '"$1"'), 'gantry-templater', opts.path ?? ''];
   } else {
     [file, ...args] = cmd.map((a) => a.replaceAll('{{path}}', opts.path ?? '')) as [string, ...string[]];
+  }
+  if (opts.niceness && NICE) {
+    args = ['-n', String(opts.niceness), file, ...args];
+    file = NICE;
   }
   return new Promise((resolve) => {
     let output = '';

@@ -71,7 +71,7 @@ export class TemplateRun {
   readonly probe: ProbeState = newProbeState();
   /** when the first change of the burst not yet processed arrived (performance.now()) */
   changedAt: number | undefined;
-  lastTimings: { waitMs: number | undefined; viewMs: number; renderMs: number; pathMs?: number; serversMs?: number; mapMs?: number } | undefined;
+  lastTimings: { waitMs: number | undefined; viewMs: number; renderMs: number; pathMs?: number; serversMs?: number; mapMs?: number; runtime?: { serversReadMs: number; serversSendMs: number; mapReadMs: number; mapSendMs: number } } | undefined;
   lastApplyTimings: (ApplyTimings & { syncMs?: number; preMs?: number }) | undefined;
   status: TemplateStatus;
   sourceText: string;

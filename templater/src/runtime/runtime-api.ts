@@ -96,7 +96,13 @@ export function planRuntime(desired: readonly RuntimeBackend[], current: Map<str
 /** answers that say a command did what it was asked */
 const OK = /^(|.*changed from.*|.*no need to change.*|New server registered\.)$/;
 
-export interface RuntimeResult { commands: number }
+export interface RuntimeResult {
+  commands: number;
+  /** reading what runs (`show servers state` of the backends, `show map`), ms; 0 when nothing was read */
+  readMs?: number;
+  /** sending the commands, ms */
+  sendMs?: number;
+}
 
 export class RuntimeApi {
   private readonly socket: string;
@@ -123,16 +129,19 @@ export class RuntimeApi {
    * Brings the running servers to the slots; returns how many commands it took.
    * `only`: the backends that may differ (the others are left unread), when known.
    */
-  async apply(desired: readonly RuntimeBackend[], only?: ReadonlySet<string>, hostNames: 'refuse' | 'skip' = 'refuse'): Promise<RuntimeResult> {
+  async apply(desired: readonly RuntimeBackend[], only?: ReadonlySet<string>, hostNames: 'refuse' | 'skip' = 'refuse', opts: { saveLater?: boolean } = {}): Promise<RuntimeResult> {
     const wanted = only ? desired.filter((d) => only.has(d.backend)) : desired;
     if (only && wanted.length === 0) return { commands: 0 };
+    const t0 = performance.now();
     const { servers } = await this.serversState(only && wanted.length <= 64 ? wanted.map((d) => d.backend) : undefined);
     const cmds = planRuntime(wanted, servers, hostNames);
+    const t1 = performance.now();
     if (cmds.length) {
       await this.send(cmds);
-      this.scheduleSave();
+      // saveLater: the caller has more to send first (the host map) and schedules the save itself
+      if (!opts.saveLater) this.scheduleSave();
     }
-    return { commands: cmds.length };
+    return { commands: cmds.length, readMs: t1 - t0, sendMs: performance.now() - t1 };
   }
 
   /** no command sent since the last state file write (false until one is written, or after forgetState) */
@@ -177,15 +186,17 @@ export class RuntimeApi {
   async applyHostMap(file: string, routes: readonly HostRoute[], trustKnown = false): Promise<RuntimeResult> {
     let current = trustKnown ? this.knownMaps.get(file) : undefined;
     this.knownMaps.delete(file);
+    const t0 = performance.now();
     if (!current) {
       const text = await cliRequest(this.socket, `show map ${file}`, 15_000);
       if (/^Unknown map identifier/m.test(text)) throw new GantryError('E_HAPROXY_COMMAND', `show map ${file}: HAProxy runs no such map (a config without it?)`);
       current = parseShowMap(text);
     }
     const cmds = planHostMap(file, routes, current);
+    const t1 = performance.now();
     if (cmds.length) await this.send(cmds);
     this.knownMaps.set(file, new Map(routes.map((r) => [r.host, r.backend])));
-    return { commands: cmds.length };
+    return { commands: cmds.length, readMs: t1 - t0, sendMs: performance.now() - t1 };
   }
 
   private saving: Promise<void> | undefined;
