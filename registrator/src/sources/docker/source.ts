@@ -227,7 +227,13 @@ export class DockerSource {
         const stream = await this.o.docker.events({ type: ['container'], event: EVENTS }, signal);
         this.connected = true;
         backoff.reset();
-        if (!first) {
+        if (first) {
+          // the first listing and this subscription are made at the same time: a container that
+          // started between the two sent its events to no one (a make test run lost one that way
+          // until the next resync). Now that no event can be missed, list once more.
+          this.needList = true;
+          this.changed.poke();
+        } else {
           this.o.log.info('docker event stream re-opened; resyncing');
           // we may have missed events: list and inspect everything again; the
           // cache stays, so a snapshot under way now still sees every container
