@@ -77,6 +77,9 @@ async function writeAtomic(file: string, content: string): Promise<void> {
   await rename(tmp, file);
 }
 
+/** where the time of a Runtime API change went (performance.now() marks, ms) */
+interface LiveTimings { started: number; live: number; choiceMs: number; serversMs: number; mapMs: number; commands: number; mapCommands: number }
+
 export class Runner {
   private readonly o: RunnerOptions;
   private readonly runs: TemplateRun[];
@@ -281,24 +284,11 @@ export class Runner {
         if (known.path === 'runtime') {
           r.lastTimings = { waitMs, viewMs: Math.round(viewMs), renderMs: 0 };
           try {
-            const s0 = performance.now();
-            // the server-state file is saved once the map is set too: its dump would hold the map's commands back
-            const res = await r.runtime.apply(backendsOf(view), changed, 'refuse', { saveLater: true });
-            const s1 = performance.now();
-            let mapCommands = 0;
-            let mapRes: RuntimeResult | undefined;
-            if (mapFile && hostMapText !== r.appliedHostMap) {
-              mapRes = await r.runtime.applyHostMap(mapFile, view.hostMap, true);
-              mapCommands = mapRes.commands;
-              await writeAtomic(mapFile, hostMapText!);
-            }
-            const live = performance.now();
-            if (res.commands > 0) r.runtime.scheduleSave();
-            r.lastTimings.runtime = { serversReadMs: Math.round(res.readMs ?? 0), serversSendMs: Math.round(res.sendMs ?? 0), mapReadMs: Math.round(mapRes?.readMs ?? 0), mapSendMs: Math.round(mapRes?.sendMs ?? 0) };
+            const t = await this.applyLive(r, view, changed, hostMapText, started, choiceMs);
             const r0 = performance.now();
             const content = this.renderOrReport(r, view, snap);
             r.lastTimings.renderMs = Math.round(performance.now() - r0);
-            this.runtimeApplied(r, view, content, hostMapText, { started, live, choiceMs, serversMs: s1 - s0, mapMs: live - s1, commands: res.commands, mapCommands });
+            this.runtimeApplied(r, view, content, hostMapText, t);
             return;
           } catch (err) {
             this.o.metrics.runtimeUpdates.inc({ template: name, result: 'error' }, 1);
@@ -338,16 +328,8 @@ export class Runner {
     if (choice.path === 'runtime' && r.runtime && r.applied) {
       try {
         // a sync owed (a failed one, a master that re-read its files): every backend and the whole map
-        const s0 = performance.now();
-        const res = await r.runtime.apply(backendsOf(view), r.syncOwed ? undefined : changedBackends(r.applied, view));
-        const s1 = performance.now();
-        let mapCommands = 0;
-        if (mapFile && (hostMap !== r.appliedHostMap || r.syncOwed)) {
-          mapCommands = (await r.runtime.applyHostMap(mapFile, view.hostMap, !r.syncOwed)).commands;
-          await writeAtomic(mapFile, hostMap!);
-        }
-        const live = performance.now();
-        this.runtimeApplied(r, view, content, hostMap, { started, live, choiceMs, serversMs: s1 - s0, mapMs: live - s1, commands: res.commands, mapCommands });
+        const t = await this.applyLive(r, view, r.syncOwed ? undefined : changedBackends(r.applied, view), hostMap, started, choiceMs);
+        this.runtimeApplied(r, view, content, hostMap, t);
         return;
       } catch (err) {
         this.o.metrics.runtimeUpdates.inc({ template: name, result: 'error' }, 1);
@@ -414,12 +396,36 @@ export class Runner {
   }
 
   /**
+   * Makes a change live through the Runtime API: the servers of `changed` (every backend when
+   * undefined: a sync owed, which also reads the map in full), then the host map when it differs
+   * (its file written for a later reload), then the server-state save (its dump would hold the
+   * map's commands back). Throws when HAProxy refuses or cannot be reached.
+   */
+  private async applyLive(r: TemplateRun, view: View, changed: ReadonlySet<string> | undefined, hostMap: string | undefined, started: number, choiceMs: number): Promise<LiveTimings> {
+    const rt = r.runtime!;
+    const mapFile = r.spec.runtime?.hostMap;
+    const full = changed === undefined;
+    const s0 = performance.now();
+    const res = await rt.apply(backendsOf(view), changed, 'refuse', { saveLater: true });
+    const s1 = performance.now();
+    let mapRes: RuntimeResult | undefined;
+    if (mapFile && (hostMap !== r.appliedHostMap || full)) {
+      mapRes = await rt.applyHostMap(mapFile, view.hostMap, !full);
+      await writeAtomic(mapFile, hostMap!);
+    }
+    const live = performance.now();
+    if (res.commands > 0) rt.scheduleSave();
+    r.lastTimings!.runtime = { serversReadMs: Math.round(res.readMs ?? 0), serversSendMs: Math.round(res.sendMs ?? 0), mapReadMs: Math.round(mapRes?.readMs ?? 0), mapSendMs: Math.round(mapRes?.sendMs ?? 0) };
+    return { started, live, choiceMs, serversMs: s1 - s0, mapMs: live - s1, commands: res.commands, mapCommands: mapRes?.commands ?? 0 };
+  }
+
+  /**
    * A change the Runtime API made live: what is remembered, recorded and logged; the file written
    * off the change's path. `content` undefined: the full render failed after the change went live
    * (the template failed on it, reported): HAProxy runs the change, the file stays the last good one.
    */
   private runtimeApplied(r: TemplateRun, view: View, content: string | undefined, hostMap: string | undefined,
-    t: { started: number; live: number; choiceMs: number; serversMs: number; mapMs: number; commands: number; mapCommands: number }): void {
+    t: LiveTimings): void {
     const name = r.spec.name;
     const liveMs = Math.round(t.live - t.started);
     // the Runtime API's share: the servers (read the changed backends, set), the map (set, file written)

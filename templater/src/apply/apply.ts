@@ -32,10 +32,10 @@ export type ApplyOutcome =
   /** stopped by the caller's signal before anything was written */
   | { result: 'aborted' };
 
-/** where the time of an apply went, in ms (filled as it goes) */
 /** how much nicer a background check runs (`nice -n`) */
 const BACKGROUND_NICENESS = 10;
 
+/** where the time of an apply went, in ms (filled as it goes) */
 export interface ApplyTimings { checkMs?: number; writeMs?: number; reloadMs?: number }
 
 export interface ApplyOptions {

@@ -11,7 +11,7 @@
 // group takes the last spare, that reload is made right away, after the group
 // is live, so the next new group finds a spare instead of waiting for it.
 // The pool is never smaller than a share of the groups with their own backend
-// (perPercent, 1 % by default): a burst of new services on a big catalog, where
+// (perHundred, from --spare-backends-percent, 1 by default): a burst of new services on a big catalog, where
 // a reload costs a second or more, fits in the spares instead of waiting for it.
 // A group with its own backend that leaves the catalog entirely keeps that
 // backend in the config as a retired one (servers emptied, its names dropped

@@ -120,9 +120,15 @@ export class RuntimeApi {
       const text = answers.join('\n');
       return { text, servers: parseServersState(text) };
     }
+    const text = await this.allServersText();
+    return { text, servers: parseServersState(text) };
+  }
+
+  /** `show servers state` of every backend, as HAProxy wrote it (what the server-state file holds) */
+  private async allServersText(): Promise<string> {
     const text = await cliRequest(this.socket, 'show servers state', 15_000);
     if (!/^\d+\n#/.test(text)) throw new GantryError('E_HAPROXY_COMMAND', `show servers state: unexpected answer ${JSON.stringify(text.slice(0, 120))}`);
-    return { text, servers: parseServersState(text) };
+    return text;
   }
 
   /**
@@ -232,10 +238,8 @@ export class RuntimeApi {
       // a command sent from here on marks it unsaved again
       this.unsaved = false;
       try {
-        // the text as HAProxy wrote it (not parsed: at 10,000 servers that costs more than the dump)
-        const text = await cliRequest(this.socket, 'show servers state', 15_000);
-        if (!/^\d+\n#/.test(text)) throw new GantryError('E_HAPROXY_COMMAND', `show servers state: unexpected answer ${JSON.stringify(text.slice(0, 120))}`);
-        await writeFileAtomic(file, text);
+        // not parsed: at 10,000 servers that costs more than the dump
+        await writeFileAtomic(file, await this.allServersText());
       } catch (err) {
         this.unsaved = true;
         throw err;
