@@ -1,7 +1,7 @@
 // The snapshot file: written after each applied change, atomically (a new
 // file renamed over the old one, no temp file left), mode 0600.
 import test from 'ava';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { link, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
@@ -32,17 +32,28 @@ test('written after the first load and after each change: mode 0600, a new file 
   const config = await ConfigClient.start({ prefixes: ['snapfile/base', 'snapfile/app'], consul: { addr: engine.addr }, snapshot: path, logger: captureLogs('warn').logger });
   t.teardown(() => config.close());
   await until('the first snapshot', () => stat(path).then(() => true, () => false));
-  const st1 = await stat(path);
+  // A second name for the file read now keeps its inode in use: a file written
+  // later cannot be given the same inode number (the filesystem reuses a freed
+  // one, and the first load may write more than once), and a rewrite in place
+  // would show through this name.
+  const kept = join(dir, 'first.json');
+  await link(path, kept);
+  const st1 = await stat(kept);
   t.is(st1.mode & 0o777, 0o600);
   const read1 = await readSnapshot(path);
   t.true(read1.ok);
   if (read1.ok) t.deepEqual(read1.data.prefixes, { 'snapfile/base/': [['a', '1']], 'snapfile/app/': [['b.yaml', 'x: 1\n']] });
 
-  const written = nextEvent(config, 'snapshot');
+  // the first load may have written more than once: wait for the file that holds the change
   await kv.put('snapfile/app/c', 'new');
-  await written;
+  await until('the change in the snapshot', async () => {
+    const r = await readSnapshot(path).catch(() => undefined);
+    return r?.ok && r.data.prefixes['snapfile/app/']?.some(([k, v]) => k === 'c' && v === 'new');
+  });
   const st2 = await stat(path);
   t.not(st2.ino, st1.ino, 'replaced by rename, not rewritten in place');
+  const old = await readSnapshot(kept);
+  t.true(old.ok && !old.data.prefixes['snapfile/app/']!.some(([k]) => k === 'c'), 'the file read first still holds what it held');
   t.is(st2.mode & 0o777, 0o600);
   const read2 = await readSnapshot(path);
   t.true(read2.ok && read2.data.prefixes['snapfile/app/']!.some(([k, v]) => k === 'c' && v === 'new'));
