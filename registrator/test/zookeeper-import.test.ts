@@ -2,8 +2,11 @@
 // provider nodes become Consul instances; interfaces created later are found;
 // consumers, routers, configurators, disabled providers and Gantry's own nodes
 // are not imported; bad node names are reported with their path and skipped;
-// a ZooKeeper restart and a real session expiry deregister nothing.
+// a ZooKeeper restart and a real session expiry deregister nothing; a connect
+// a starting server accepted and never answered is tried again.
 import test from 'ava';
+import { createServer, connect, type Socket, type AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { createLogger, asOwnerId } from '@gantry/core';
 import { connectZk, expireSession, type TestZkClient } from '../../test/harness/engines/zookeeper-client.ts';
 import { startGantry } from '../../test/harness/gantry.ts';
@@ -130,4 +133,57 @@ test.serial('a real session expiry: a new session, a full listing, nothing dereg
   await dubbo.remove(`/exp/com.acme.Exp3/providers/${provider('com.acme.Exp3', '10.2.0.1', 30003)}`);
   await waitUntil('changes after expiry seen', async () => { const s = await zkServices(owner); return s.includes('com-acme-exp99') && !s.includes('com-acme-exp3'); }, { timeoutMs: 30_000 });
   t.deepEqual(deregistered, ['com-acme-exp3'], 'nothing but the removed provider was ever deregistered');
+});
+
+test.serial('a connect request the server accepted and never answered (a ZooKeeper still loading) is dropped and tried again: same session, watches kept', async (t) => {
+  // a loopback relay in front of the real ZooKeeper; while `silent`, it accepts and says nothing
+  let silent = false;
+  const sockets = new Set<Socket>();
+  const silentOpened: Socket[] = [];
+  const silentClosed: Socket[] = [];
+  const relay = createServer((down) => {
+    sockets.add(down);
+    down.on('close', () => sockets.delete(down));
+    down.on('error', () => down.destroy());
+    if (silent) {
+      silentOpened.push(down);
+      down.on('close', () => silentClosed.push(down));
+      down.resume(); // reads the connect request and drops it, so the client's close is seen
+      return;
+    }
+    const up = connect(fx.zk.port, '127.0.0.1');
+    up.on('error', () => down.destroy());
+    down.on('close', () => up.destroy());
+    up.on('close', () => down.destroy());
+    down.pipe(up).pipe(down);
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  t.teardown(() => { for (const s of sockets) s.destroy(); relay.close(); });
+  const connectString = `127.0.0.1:${(relay.address() as AddressInfo).port}`;
+
+  const lines: string[] = [];
+  const log = createLogger({ component: 'test', level: 'info', destination: new Writable({ write(chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done(); } }) });
+  const session = new ZkSession({ connect: connectString, sessionTimeoutMs: 8000, log });
+  t.teardown(() => session.close());
+  await session.start();
+  const id = session.sessionId;
+  const dubbo = await connectZk(fx.zk.connectString);
+  t.teardown(() => dubbo.close());
+  await dubbo.mkdirp('/wedge/a');
+  let fired: (name: string) => void = () => undefined;
+  const watched = new Promise<string>((resolve) => { fired = resolve; });
+  t.deepEqual(await session.children('/wedge/a', (e) => fired(e.getName())), []);
+
+  silent = true;
+  for (const s of sockets) s.destroy();
+  await waitUntil('the client on a silent connection', async () => silentOpened.length > 0, { timeoutMs: 5000 });
+  t.false(session.connected);
+  silent = false;
+  await waitUntil('the same session back', async () => session.connected, { timeoutMs: 7000 });
+  await waitUntil('the unanswered connection dropped by the client', async () => silentClosed.includes(silentOpened[0]!), { timeoutMs: 1000 });
+  t.is(session.sessionId, id, 'the same session, not a new one');
+  t.is(session.renewals, 0);
+  t.true(lines.some((l) => l.includes('connect request unanswered')), 'the retry is logged');
+  await dubbo.create('/wedge/a/child', 'persistent');
+  t.is(await watched, 'NODE_CHILDREN_CHANGED', 'a watch set before is still there');
 });

@@ -1,6 +1,7 @@
 // A plain node-zookeeper-client for tests, independent of Gantry's session
 // watchdog: plays a Dubbo provider (writes provider nodes) or a consumer (lists them).
 import zookeeper from 'node-zookeeper-client';
+import { kickUnansweredConnect } from '../../../registrator/src/sources/zookeeper/session.ts';
 
 const toError = (err: unknown): Error => (err instanceof Error ? err : new Error(JSON.stringify(err)));
 
@@ -16,13 +17,23 @@ export interface TestZkClient {
 
 export async function connectZk(connectString: string, opts: { sessionTimeout?: number; sessionId?: Buffer; sessionPassword?: Buffer } = {}): Promise<TestZkClient> {
   const c = zookeeper.createClient(connectString, { sessionTimeout: opts.sessionTimeout ?? 10_000, retries: 1, ...(opts.sessionId ? { sessionId: opts.sessionId, sessionPassword: opts.sessionPassword } : {}) });
+  // like a Dubbo provider's Curator, it reconnects with its session after a ZooKeeper
+  // restart: a connect the starting server accepted and never answered is tried again
+  let up = false;
+  const kick = setInterval(() => { if (!up) kickUnansweredConnect(c); }, 1000);
+  kick.unref();
+  c.on('state', (s: zookeeper.State) => { up = s === zookeeper.State.SYNC_CONNECTED; });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no ZooKeeper session at ${connectString} in 20 s`)), 20_000);
     c.once('connected', () => { clearTimeout(timer); resolve(); });
     c.connect();
   });
+  // every call has a deadline: a test fails loudly instead of waiting for ever
   const cb = <T>(fn: (done: (err: unknown, v: T) => void) => void): Promise<T> =>
-    new Promise((resolve, reject) => fn((err, v) => (err ? reject(toError(err)) : resolve(v))));
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`ZooKeeper at ${connectString} did not answer in 30 s`)), 30_000);
+      fn((err, v) => { clearTimeout(timer); if (err) reject(toError(err)); else resolve(v); });
+    });
   return {
     raw: c,
     mkdirp: async (path) => { await cb<string>((d) => c.mkdirp(path, d)); },
@@ -32,7 +43,7 @@ export async function connectZk(connectString: string, opts: { sessionTimeout?: 
     remove: async (path) => { await cb<void>((d) => c.remove(path, -1, (err) => d(err, undefined))); },
     children: (path, watcher) => cb<string[]>((d) => (watcher ? c.getChildren(path, watcher, d) : c.getChildren(path, d))),
     stat: (path) => cb<zookeeper.Stat | null>((d) => c.exists(path, d)),
-    close: () => c.close(),
+    close: () => { clearInterval(kick); c.close(); },
   };
 }
 

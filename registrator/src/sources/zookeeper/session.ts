@@ -12,6 +12,7 @@
 // owners (source, sink) hear `session` (a new session: re-list, re-create),
 // `connected` (same session back) and `disconnected`.
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import zookeeper from 'node-zookeeper-client';
 import { GantryError, errorMessage, redactUrl, type Logger } from '@gantry/core';
 
@@ -34,6 +35,28 @@ export const isNodeExists = (err: unknown): boolean => code(err) === zookeeper.E
 export const isNotEmpty = (err: unknown): boolean => code(err) === zookeeper.Exception.NOT_EMPTY;
 export const isBadVersion = (err: unknown): boolean => code(err) === zookeeper.Exception.BAD_VERSION;
 
+/**
+ * node-zookeeper-client clears its connect timeout once TCP connects, then waits
+ * for ever for the answer to its connect request; a ZooKeeper still loading its
+ * database after a restart accepts the connection and may never answer it
+ * (its log: "ZooKeeperServer not running"). Called on a timer while not
+ * connected: a socket that was already connected and unanswered at the last
+ * call is dropped, and the client connects again with the same session and
+ * the same watches. Returns whether it dropped one; a socket still connecting
+ * is left to the client's own connect timeout.
+ */
+export function kickUnansweredConnect(c: zookeeper.Client): boolean {
+  const socket = (c as unknown as { connectionManager?: { socket?: Socket } }).connectionManager?.socket;
+  if (!socket || socket.destroyed || socket.connecting) return false;
+  if (seenUnanswered.get(c) !== socket) {
+    seenUnanswered.set(c, socket);
+    return false;
+  }
+  socket.destroy();
+  return true;
+}
+const seenUnanswered = new WeakMap<zookeeper.Client, Socket>();
+
 /** events: 'session' (generation), 'connected', 'disconnected', 'expired' */
 export class ZkSession extends EventEmitter {
   private readonly o: ZkSessionOptions;
@@ -42,6 +65,7 @@ export class ZkSession extends EventEmitter {
   private up = false;
   private closed = false;
   private staleTimer: NodeJS.Timeout | undefined;
+  private kickTimer: NodeJS.Timeout | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
   private firstSession: Promise<void> | undefined;
   /** new sessions opened because the old one expired or went stale (for metrics and tests) */
@@ -96,6 +120,7 @@ export class ZkSession extends EventEmitter {
       if (s === zookeeper.State.SYNC_CONNECTED || s === zookeeper.State.CONNECTED_READ_ONLY) {
         this.up = true;
         clearTimeout(this.staleTimer);
+        clearInterval(this.kickTimer);
         if (!established) {
           established = true;
           this.o.log.info({ zookeeper: this.where, session: this.sessionId, generation: gen }, 'zookeeper session established');
@@ -110,6 +135,7 @@ export class ZkSession extends EventEmitter {
         this.emit('disconnected');
         // the server drops the session after its timeout; a client still trying it past that is stale
         this.armStale(gen, 'disconnected longer than the session timeout');
+        this.armKick(gen);
       } else if (s === zookeeper.State.EXPIRED) {
         this.up = false;
         this.emit('expired');
@@ -119,9 +145,24 @@ export class ZkSession extends EventEmitter {
       }
     });
     // a server accepting the connection while it is still loading may never answer it; the
-    // client then waits in CONNECTING for ever (seen after a ZooKeeper restart): give up and start over
+    // client then waits in CONNECTING for ever (seen after a ZooKeeper restart): the kick
+    // tries the same session again, and past the session timeout a new one is opened
     this.armStale(gen, 'no session within the session timeout');
+    this.armKick(gen);
     c.connect();
+  }
+
+  /** how often a connect left unanswered is dropped and tried again (same session) */
+  private get kickMs(): number { return Math.min(3000, Math.max(1000, Math.floor(this.timeoutMs / 4))); }
+
+  private armKick(gen: number): void {
+    clearInterval(this.kickTimer);
+    this.kickTimer = setInterval(() => {
+      if (gen !== this.gen || this.up || this.closed) { clearInterval(this.kickTimer); return; }
+      const c = this.client;
+      if (c && kickUnansweredConnect(c)) this.o.log.info({ zookeeper: this.where, session: this.sessionId }, 'zookeeper: connect request unanswered, trying again');
+    }, this.kickMs);
+    this.kickTimer.unref();
   }
 
   private armStale(gen: number, why: string): void {
@@ -147,6 +188,7 @@ export class ZkSession extends EventEmitter {
     this.closed = true;
     this.up = false;
     clearTimeout(this.staleTimer);
+    clearInterval(this.kickTimer);
     clearInterval(this.probeTimer);
     try { this.client?.close(); } catch { /* already closed */ }
   }
