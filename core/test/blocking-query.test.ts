@@ -5,6 +5,7 @@
 import test from 'ava';
 import { getEventListeners } from 'node:events';
 import { BlockingQuery, createConsul, runBlockingQuery, type RequestOptions } from '../src/index.ts';
+import { blockingTimeout } from '../src/consul/blocking-query.ts';
 import { startConsul } from '../../test/harness/engines/consul.ts';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { kvPut } from '../../test/harness/consul-catalog.ts';
@@ -17,7 +18,8 @@ test('while a key churns: requests at most burst + rate × time, starts at least
   const real = createConsul({ addr: consul.addr });
   const starts: number[] = [];
   const waits: string[] = [];
-  const counting = { ...real, api: real.api, request: <T>(m: string, p: string, o?: RequestOptions) => { starts.push(performance.now()); if (o?.wait) waits.push(o.wait); return real.request<T>(m, p, o); } };
+  const timeouts = new Set<number | undefined>();
+  const counting = { ...real, api: real.api, request: <T>(m: string, p: string, o?: RequestOptions) => { starts.push(performance.now()); if (o?.wait) { waits.push(o.wait); timeouts.add(o.timeoutMs); } return real.request<T>(m, p, o); } };
   await kvPut(consul.addr, 'bq/n', '0');
   const ac = new AbortController();
   const seen: string[] = [];
@@ -39,7 +41,11 @@ test('while a key churns: requests at most burst + rate × time, starts at least
     for (let i = 1; i < starts.length; i++) t.true(starts[i]! - starts[i - 1]! >= 39, `requests ${i - 1} and ${i} ${Math.round(starts[i]! - starts[i - 1]!)} ms apart`);
     // the wait asked of Consul is jittered below the configured one (by up to 1/16)
     for (const w of waits) t.regex(w, /^\d+(\.\d+)?(ms|s)$/);
-    t.true(waits.length > 0);
+    t.true(waits.length > 1);
+    t.true(new Set(waits).size > 1, `jittered waits: ${waits.join(' ')}`);
+    // ... while the HTTP timeout is one value, beyond the longest wait Consul may take: Node keeps a
+    // cleared unref'd timer's list (a socket timeout's) until its duration has passed, one per value
+    t.deepEqual([...timeouts], [blockingTimeout(10_000, 15_000)]);
   } finally {
     ac.abort();
     await loop;

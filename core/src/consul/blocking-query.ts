@@ -13,8 +13,12 @@
 //     again, so a burst of changes is read once), and a token bucket bounds the
 //     rate while values churn;
 //   - the wait is shortened by a random jitter of up to wait/16, so many
-//     watchers do not renew together; the HTTP timeout is beyond the wait
-//     (Consul adds up to wait/16 of its own);
+//     watchers do not renew together; the HTTP timeout is beyond the longest
+//     wait (Consul adds up to wait/16 of its own) and one value for every
+//     query: Node keeps the list of a cleared unref'd timer (a socket
+//     timeout is one) until its duration has passed, one list per distinct
+//     duration, so a timeout that followed the jittered wait left one list
+//     (kept ~5.5 min at a 5 min wait) behind every answer;
 //   - errors back off with full jitter, and the next query after one is a
 //     plain read (the server may be another one with a lower index); with
 //     behindGraceMs (stale reads), such a read whose index is below one
@@ -154,7 +158,7 @@ export class BlockingQuery<T> {
       index: blocking ? this.index : undefined,
       wait: blocking ? formatDuration(waitMs) : undefined,
       signal: o.signal,
-      timeoutMs: blocking ? blockingTimeout(waitMs, margin) : margin,
+      timeoutMs: blocking ? blockingTimeout(o.waitMs, margin) : margin,
     });
     if (res.knownLeader === false) {
       throw new GantryError('E_NO_LEADER', `Consul ${o.endpoint}: answered without a known leader; keeping the last data`);
