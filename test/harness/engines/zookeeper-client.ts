@@ -24,7 +24,7 @@ export async function connectZk(connectString: string, opts: { sessionTimeout?: 
   kick.unref();
   c.on('state', (s: zookeeper.State) => { up = s === zookeeper.State.SYNC_CONNECTED; });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ZooKeeper session at ${connectString} in 20 s`)), 20_000);
+    const timer = setTimeout(() => { clearInterval(kick); c.close(); reject(new Error(`no ZooKeeper session at ${connectString} in 20 s`)); }, 20_000);
     c.once('connected', () => { clearTimeout(timer); resolve(); });
     c.connect();
   });

@@ -2,8 +2,10 @@
 // itself for good when its session expires (the client is dead from then on),
 // queues calls without a deadline while disconnected, and may keep retrying a
 // session the server has long dropped, or wait for ever for the answer to a
-// connect a starting server accepted. This watchdog owns the client: on
-// expiry, or when not connected for longer than the session timeout, it throws
+// connect a starting server accepted. This watchdog owns the client: a connect
+// left unanswered is dropped and tried again on the same session
+// (kickUnansweredConnect); on expiry, or when not connected for longer than
+// the session timeout, it throws
 // the client away and opens a new session; every call has a deadline, and a
 // call (or the watchdog's own probe every third of the session timeout) left
 // unanswered while the client claims to be connected also means a new session:
@@ -43,7 +45,10 @@ export const isBadVersion = (err: unknown): boolean => code(err) === zookeeper.E
  * connected: a socket that was already connected and unanswered at the last
  * call is dropped, and the client connects again with the same session and
  * the same watches. Returns whether it dropped one; a socket still connecting
- * is left to the client's own connect timeout.
+ * is left to the client's own connect timeout. It reads the client's private
+ * `connectionManager.socket` (node-zookeeper-client 1.1 has no public way);
+ * should that move, it drops nothing and the session-timeout path above still
+ * opens a new session.
  */
 export function kickUnansweredConnect(c: zookeeper.Client): boolean {
   const socket = (c as unknown as { connectionManager?: { socket?: Socket } }).connectionManager?.socket;
