@@ -216,7 +216,8 @@ async function startConsulTemplate(dir: string, tag: string, consul: ConsulEngin
   // (the master CLI refuses connections for a moment while the master re-executes after a reload:
   // the reload is retried, so consul-template does not exit on a refused connection; the templater
   // waits for each reload's confirmation by show proc, so never sends one into a re-executing master)
-  const command = `haproxy -c -q -f ${h.cfgFile} && for i in $(seq 1 50); do echo reload | socat - UNIX-CONNECT:${h.masterSocket} && exit 0; sleep 0.05; done; exit 1`;
+  // (its check with the environment the templater gives its own: glibc's malloc on huge pages)
+  const command = `GLIBC_TUNABLES=glibc.malloc.hugetlb=1 haproxy -c -q -f ${h.cfgFile} && for i in $(seq 1 50); do echo reload | socat - UNIX-CONNECT:${h.masterSocket} && exit 0; sleep 0.05; done; exit 1`;
   writeFileSync(cfg, `consul { address = "${consul.addr.replace(/^https?:\/\//, '')}" }
 log_level = "warn"
 wait { min = "20ms" max = "200ms" }

@@ -10,6 +10,7 @@ import { startRedis } from '../test/harness/engines/redis.ts';
 import { startDnsmasq } from '../test/harness/engines/dnsmasq.ts';
 import { startZooKeeper } from '../test/harness/engines/zookeeper.ts';
 import { GANTRY_NODE_FLAGS } from '../test/harness/gantry.ts';
+import { checkEnv } from '@gantry/templater';
 
 const runDir = process.env.GANTRY_RUN_DIR ?? join(repoRoot, '.run');
 const consulPort = Number(process.env.GANTRY_UP_CONSUL_PORT ?? 8500);
@@ -98,7 +99,7 @@ async function startHAProxy(cfg: string): Promise<ManagedProcess> {
     .replace('/var/run/haproxy/admin.sock', join(runDir, 'haproxy-admin.sock'))
     .replace('bind :8404', `bind 127.0.0.1:${statsPort}`);
   writeFileSync(cfg, text);
-  const proc = spawnEngine('haproxy', systemBin('haproxy'), ['-W', '-S', `${join(runDir, 'haproxy-master.sock')},level,admin`, '-f', cfg], { logFile: join(runDir, 'haproxy.log') });
+  const proc = spawnEngine('haproxy', systemBin('haproxy'), ['-W', '-S', `${join(runDir, 'haproxy-master.sock')},level,admin`, '-f', cfg], { logFile: join(runDir, 'haproxy.log'), env: checkEnv(process.env) });
   await waitUntil('haproxy', () => tcpReady('127.0.0.1', statsPort), { proc, timeoutMs: 15_000 });
   return proc;
 }

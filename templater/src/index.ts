@@ -10,6 +10,7 @@ export { Runner, type RunnerOptions, type TemplateStatus } from './runner.ts';
 export { RouteTable } from './runtime/routes.ts';
 export { BUILTINS, loadConfigFile, parseWait, type TemplateSpec, type ReloadSpec } from './config.ts';
 export { applyRender, type ApplyOutcome, type ApplyTarget } from './apply/apply.ts';
+export { checkEnv } from './apply/check.ts';
 export { MasterReloader, CommandReloader, SignalReloader, parseShowProc, type Reloader } from './apply/reload.ts';
 export { RuntimeApi, planRuntime, parseServersState } from './runtime/runtime-api.ts';
 export { SlotTable } from './runtime/slots.ts';

@@ -106,6 +106,24 @@ test('the check of a write the Runtime API already made live (noReload) runs nic
   t.is((await get(port, 'x')).body, 'three');
 });
 
+test('the check runs with glibc\'s malloc on huge pages unless the templater\'s environment sets GLIBC_TUNABLES', async (t) => {
+  const { h, port, target } = await setup();
+  const seen = join(h.dir, 'tunables');
+  const recording: ApplyTarget = { ...target, check: ['sh', '-c', `printf %s "$GLIBC_TUNABLES" > ${seen}; exec haproxy -c -q -f "$0"`, '{{path}}'] };
+  const own = process.env.GLIBC_TUNABLES;
+  try {
+    delete process.env.GLIBC_TUNABLES;
+    t.is((await applyRender(recording, config(h, port, answer('one')))).result, 'applied');
+    t.is(readFileSync(seen, 'utf8'), 'glibc.malloc.hugetlb=1');
+    process.env.GLIBC_TUNABLES = 'glibc.malloc.hugetlb=0';
+    t.is((await applyRender(recording, config(h, port, answer('two')))).result, 'applied');
+    t.is(readFileSync(seen, 'utf8'), 'glibc.malloc.hugetlb=0', 'the operator\'s own setting is kept as it is');
+  } finally {
+    if (own === undefined) delete process.env.GLIBC_TUNABLES; else process.env.GLIBC_TUNABLES = own;
+  }
+  t.is((await get(port, 'x')).body, 'two');
+});
+
 test('a good render is written atomically with its permissions, the last good file kept, and the reload confirmed by show proc', async (t) => {
   const { h, port, target } = await setup();
   const first = config(h, port, answer('one'));

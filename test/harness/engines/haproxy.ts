@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { systemBin } from '../bins.ts';
 import { socketCommand } from '../unix-socket.ts';
+import { checkEnv } from '@gantry/templater';
 import { spawnEngine, tempDir, freePorts, waitUntil, removeDir, sleep, retryPortClash, type ManagedProcess } from '../process.ts';
 
 export interface HAProxyEngine {
@@ -93,6 +94,8 @@ export function startHAProxy(opts: HAProxyOptions = {}): Promise<HAProxyEngine> 
 async function startHAProxyOnce(opts: HAProxyOptions): Promise<HAProxyEngine> {
   const bin = systemBin('haproxy');
   const dir = tempDir('haproxy');
+  // started as the README says to start it: glibc's malloc on transparent huge pages, so the
+  // master's parse at a reload is not mostly page faults (the templater's check does the same)
   const [httpPort, statsPort] = await freePorts(2);
   const cfgFile = join(dir, 'haproxy.cfg');
   const masterSocket = join(dir, 'master.sock');
@@ -100,7 +103,7 @@ async function startHAProxyOnce(opts: HAProxyOptions): Promise<HAProxyEngine> {
   const pidFile = join(dir, 'haproxy.pid');
   writeFileSync(cfgFile, renderConfig(opts.config, { dir, httpPort: httpPort!, statsPort: statsPort! }));
   const launch = async (): Promise<ManagedProcess> => {
-    const p = spawnEngine('haproxy', bin, ['-W', '-S', `${masterSocket},level,admin`, '-f', cfgFile, '-p', pidFile], { logFile: join(dir, 'haproxy.log'), cwd: dir });
+    const p = spawnEngine('haproxy', bin, ['-W', '-S', `${masterSocket},level,admin`, '-f', cfgFile, '-p', pidFile], { logFile: join(dir, 'haproxy.log'), cwd: dir, env: checkEnv(process.env) });
     await waitUntil('haproxy', async () => (await socketCommand(adminSocket, 'show info', 1000)).includes('Pid:'), { proc: p, timeoutMs: 15_000 })
       .catch(async (err: unknown) => { await p.kill(); throw err; }); // nothing left running when it fails
     return p;
