@@ -319,9 +319,10 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
   for (const g of ordered) for (const [h, c] of g.hosts) claims.set(h, [...(claims.get(h) ?? []), c]);
   const winner = new Map<string, string>();
   const hostConflicts: HostConflict[] = [];
+  const inView = new Set(groups.map((g) => g.key));
   for (const [h, list] of [...claims].sort((a, b) => cmp(a[0], b[0]))) {
     list.sort((a, b) => a.createIndex - b.createIndex || cmp(a.group, b.group));
-    const present = list.filter((c) => groups.some((g) => g.key === c.group));
+    const present = list.filter((c) => inView.has(c.group));
     if (claimed.has(h)) {
       for (const c of present) skip({ reason: 'host_tag', subject: `${c.service}\u0000${h}`, detail: `host ${h} of service ${escapeLogField(c.service, 80)} instance ${escapeLogField(c.instance, 80)} is the generated name of another service; refused` });
       continue;
@@ -347,7 +348,8 @@ export function buildView(snap: CatalogSnapshot, o: ViewOptions, assign: ViewAss
     g.slots = overflow.at(-1) === g.key ? [] : assign.slots(g.backend, g.instances);
     // an L4 group without a VIP (pool exhausted, reported by the pool's keeper) is kept out of tcp and hosts
   }
-  const routed = (g: GroupView): boolean => g.mode === 'http' && !overflow.includes(g.key);
+  const overflowing = new Set(overflow);
+  const routed = (g: GroupView): boolean => g.mode === 'http' && !overflowing.has(g.key);
   const spares: SpareView[] = (assign.routes?.spares() ?? []).map((backend) => {
     const key = assign.routes!.groupOf(backend);
     const g = key === null ? undefined : byKey.get(key);
