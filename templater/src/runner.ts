@@ -348,7 +348,7 @@ export class Runner {
       if (content === undefined) return;
       hostMap = mapFile ? renderHostMap(view.hostMap) : undefined;
     }
-    const timings: ApplyTimings & { syncMs?: number; preMs?: number } = {};
+    const timings: ApplyTimings & { syncMs?: number; syncCommands?: number; preMs?: number } = {};
     r.lastApplyTimings = timings;
     if (mapFile && hostMap !== undefined) {
       try { await writeAtomic(mapFile, hostMap); } catch (err) {
@@ -497,8 +497,9 @@ export class Runner {
       // right after a reload the new worker may not answer on the admin socket for a moment
       for (let attempt = 1; ; attempt++) {
         try {
-          await r.runtime.apply(backendsOf(view), undefined, 'skip');
-          if (mapFile) await r.runtime.applyHostMap(mapFile, view.hostMap);
+          const servers = await r.runtime.apply(backendsOf(view), undefined, 'skip');
+          const map = mapFile ? await r.runtime.applyHostMap(mapFile, view.hostMap) : undefined;
+          if (r.lastApplyTimings) r.lastApplyTimings.syncCommands = servers.commands + (map?.commands ?? 0);
           break;
         } catch (err) {
           if (attempt >= 3) throw err;

@@ -72,7 +72,7 @@ export class TemplateRun {
   /** when the first change of the burst not yet processed arrived (performance.now()) */
   changedAt: number | undefined;
   lastTimings: { waitMs: number | undefined; viewMs: number; renderMs: number; pathMs?: number; serversMs?: number; mapMs?: number; runtime?: { serversReadMs: number; serversSendMs: number; mapReadMs: number; mapSendMs: number } } | undefined;
-  lastApplyTimings: (ApplyTimings & { syncMs?: number; preMs?: number }) | undefined;
+  lastApplyTimings: (ApplyTimings & { syncMs?: number; syncCommands?: number; preMs?: number }) | undefined;
   status: TemplateStatus;
   sourceText: string;
   /** the catalog snapshot (and its view) this template was last rendered from: a later template never renders a newer one */
