@@ -371,8 +371,7 @@ export class Runner {
           // no server to change and none changed since the state file was written: it is current
           // (at 20,000 backends reading the servers for it takes a second)
           if (changed.size === 0 && await rt.stateSaved()) return;
-          await rt.apply(backendsOf(v, false), changed, 'skip');
-          await rt.saveState();
+          await rt.applyAndSave(backendsOf(v, false), changed);
         } catch (err) {
           this.log.debug({ template: name, err: errorMessage(err) }, 'Runtime API before the reload failed; the sync after it fixes the servers');
         }

@@ -10,7 +10,7 @@ import { manageEngines } from '../../test/harness/ava.ts';
 import { freePort, sleep } from '../../test/harness/process.ts';
 import { applyRender, type ApplyTarget } from '../src/apply/apply.ts';
 import { MasterReloader, parseShowProc } from '../src/apply/reload.ts';
-import { RuntimeApi } from '../src/runtime/runtime-api.ts';
+import { RuntimeApi, patchServersState } from '../src/runtime/runtime-api.ts';
 import { cliRequest } from '../src/runtime/socket.ts';
 import { SlotTable } from '../src/runtime/slots.ts';
 import type { InstanceView } from '../src/view.ts';
@@ -175,6 +175,16 @@ test('an HAProxy that does not answer: the checked file stays in place and the r
   t.false((await target.reloader!.probe()).up);
 });
 
+test('a server-state text patched for some backends: their lines replaced, the others kept; another version or header: undefined', (t) => {
+  const head = '1\n# be_id be_name srv_id srv_name srv_addr\n';
+  const base = `${head}3 be1 1 s1 10.0.0.1\n4 be2 1 s1 10.0.0.2\n4 be2 2 s2 10.0.0.3\n5 be3 1 s1 10.0.0.4\n\n`;
+  const fresh = `${head}4 be2 1 s1 10.0.0.9\n4 be2 2 s2 10.0.0.3\n\n`;
+  t.is(patchServersState(base, fresh, new Set(['be2'])), `${head}3 be1 1 s1 10.0.0.1\n5 be3 1 s1 10.0.0.4\n4 be2 1 s1 10.0.0.9\n4 be2 2 s2 10.0.0.3\n`);
+  t.is(patchServersState(base, fresh.replace('srv_addr', 'srv_addr srv_port'), new Set(['be2'])), undefined);
+  t.is(patchServersState(base, fresh.replace(/^1\n/, '2\n'), new Set(['be2'])), undefined);
+  t.is(patchServersState(base, fresh, new Set(['be3'])), undefined, 'an answer for a backend not asked for');
+});
+
 test('show proc of HAProxy 2.6 is parsed, failed reloads included', (t) => {
   const p = parseShowProc(`#<PID>          <type>          <reloads>       <uptime>        <version>
 9404            master          2 [failed: 1]   0d00h00m06s     2.6.12
@@ -231,6 +241,40 @@ test('Runtime API: fill, empty and add server slots without a reload; the server
   for (let i = 0; i < 10; i++) after.add((await get(port, 'x')).body);
   t.deepEqual([...after].sort(), ['b', 'c']);
   t.true(existsSync(stateFile));
+});
+
+test('before a reload, only the changed backends\' lines of a current state file are read again; the file equals a full dump, and a reload from it keeps the new addresses', async (t) => {
+  const { h, port, target } = await setup();
+  const a = await namedServer('a');
+  const b = await namedServer('b');
+  const c = await namedServer('c');
+  t.teardown(async () => { await a.close(); await b.close(); await c.close(); });
+  const backends = ['be1', 'be2', 'be3'];
+  const body = (hosts: string): string => `${hosts}\n${backends.map((be) => `backend ${be}\n    balance roundrobin\n    server s1 127.0.0.1:1 disabled\n    server s2 127.0.0.1:1 disabled\n`).join('\n')}`;
+  const routes = backends.map((be) => `    use_backend ${be} if { path_beg /${be} }`).join('\n');
+  const cfg = config(h, port, body(routes));
+  t.is((await applyRender(target, cfg)).result, 'applied');
+  const stateFile = join(h.dir, 'server-state');
+  const rt = new RuntimeApi({ socket: h.adminSocket, stateFile });
+  const desired = (be2: { address: string; port: number }): Array<{ backend: string; slots: ReturnType<typeof slot>[] }> =>
+    [{ backend: 'be1', slots: [slot('s1', a), slot('s2')] }, { backend: 'be2', slots: [slot('s1', be2), slot('s2')] }, { backend: 'be3', slots: [slot('s1', c), slot('s2')] }];
+  // not current yet: the whole dump
+  t.is(await rt.applyAndSave(desired(b), new Set(backends)), 'dump');
+  t.true(await rt.stateSaved());
+  // current: be2 moves to a's server; only be2 is read again
+  const before = readFileSync(stateFile, 'utf8');
+  t.is(await rt.applyAndSave(desired(a), new Set(['be2'])), 'patched');
+  t.true(await rt.stateSaved());
+  const patched = readFileSync(stateFile, 'utf8');
+  t.not(patched, before);
+  // the same servers, the same fields (the seconds since the last change aside) as HAProxy's own dump
+  const rows = (text: string): string[] => text.split('\n').filter((l) => l.trim() && !l.startsWith('#') && l.includes(' ')).map((l) => l.split(' ').filter((_, i) => i !== 9).join(' ')).sort();
+  t.deepEqual(rows(patched), rows(await h.runtime('show servers state')));
+  t.regex(patched, new RegExp(`be2 1 s1 127\\.0\\.0\\.1 2 \\d+ .* ${a.port} `));
+  // a reload (a route added) starts from that file: be2 answers from a, no sync needed
+  t.is((await applyRender(target, config(h, port, body(`${routes}\n    http-request set-header x-reloaded 1`)))).result, 'applied');
+  t.is((await get(port, 'x', '/be2')).body, 'a');
+  t.is((await get(port, 'x', '/be3')).body, 'c');
 });
 
 test('Runtime API: an instance replaced by another in one change, or moved to a new address, gets no request after it, with requests in flight at the change (slots from the SlotTable: a freed one is not reused at once)', async (t) => {
