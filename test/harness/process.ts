@@ -83,10 +83,20 @@ export function spawnEngine(name: string, cmd: string, args: string[], opts: Spa
   let done = false;
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => {
-      done = true;
-      live.delete(proc);
-      log.write(`# exited code=${code} signal=${signal}\n`);
-      resolve({ code, signal });
+      // what it wrote just before exiting may still be in the pipes, and piped into the log after
+      // this event: read the pipes to their end (not for ever: a grandchild may hold them), then
+      // the exit line, whose write completes after every write queued before it; only then is it
+      // `exited()`, so a caller that reads the log finds the reason there
+      const ended = (s: NodeJS.ReadableStream | null): Promise<void> | undefined =>
+        s && !(s as { readableEnded?: boolean }).readableEnded ? new Promise((r) => { s.once('end', () => r()); s.once('close', () => r()); }) : undefined;
+      const drained = Promise.all([ended(child.stdout), ended(child.stderr)]);
+      void Promise.race([drained, new Promise((r) => setTimeout(r, 500).unref())]).then(() => {
+        log.write(`# exited code=${code} signal=${signal}\n`, () => {
+          done = true;
+          live.delete(proc);
+          resolve({ code, signal });
+        });
+      });
     });
     child.once('error', (err) => {
       done = true;
