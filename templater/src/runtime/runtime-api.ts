@@ -44,7 +44,7 @@ export function parseServersState(text: string): Map<string, Map<string, ServerS
       continue;
     }
     if (!col || !line.trim()) continue;
-    const f = line.trim().split(' ');
+    const f = line.trim().split(/\s+/);
     const at = (i: number): string => (i < 0 ? '' : f[i] ?? '');
     const s: ServerState = {
       backend: at(col.be), name: at(col.srv), addr: at(col.addr),
@@ -73,12 +73,12 @@ export function patchServersState(base: string, fresh: string, backends: Readonl
   const be = header.slice(2).trim().split(/\s+/).indexOf('be_name');
   if (be < 0) return undefined;
   const out = [lines[0]!, header];
-  for (const line of lines.slice(2)) if (line.trim() && !backends.has(line.trim().split(' ')[be]!)) out.push(line);
+  for (const line of lines.slice(2)) if (line.trim() && !backends.has(line.trim().split(/\s+/)[be]!)) out.push(line);
   for (const line of fresh.split('\n')) {
     if (!line.trim()) continue;
     if (line.startsWith('#')) { if (line !== header) return undefined; continue; }
     if (!line.includes(' ')) { if (line !== lines[0]) return undefined; continue; }
-    if (!backends.has(line.trim().split(' ')[be]!)) return undefined;
+    if (!backends.has(line.trim().split(/\s+/)[be]!)) return undefined;
     out.push(line);
   }
   return `${out.join('\n')}\n`;

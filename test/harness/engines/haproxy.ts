@@ -94,8 +94,6 @@ export function startHAProxy(opts: HAProxyOptions = {}): Promise<HAProxyEngine> 
 async function startHAProxyOnce(opts: HAProxyOptions): Promise<HAProxyEngine> {
   const bin = systemBin('haproxy');
   const dir = tempDir('haproxy');
-  // started as the README says to start it: glibc's malloc on transparent huge pages, so the
-  // master's parse at a reload is not mostly page faults (the templater's check does the same)
   const [httpPort, statsPort] = await freePorts(2);
   const cfgFile = join(dir, 'haproxy.cfg');
   const masterSocket = join(dir, 'master.sock');
@@ -103,6 +101,8 @@ async function startHAProxyOnce(opts: HAProxyOptions): Promise<HAProxyEngine> {
   const pidFile = join(dir, 'haproxy.pid');
   writeFileSync(cfgFile, renderConfig(opts.config, { dir, httpPort: httpPort!, statsPort: statsPort! }));
   const launch = async (): Promise<ManagedProcess> => {
+    // started as the templater's README says: glibc's malloc on transparent huge pages, so the
+    // master's parse at a reload is not mostly page faults (the templater's check runs the same way)
     const p = spawnEngine('haproxy', bin, ['-W', '-S', `${masterSocket},level,admin`, '-f', cfgFile, '-p', pidFile], { logFile: join(dir, 'haproxy.log'), cwd: dir, env: checkEnv(process.env) });
     await waitUntil('haproxy', async () => (await socketCommand(adminSocket, 'show info', 1000)).includes('Pid:'), { proc: p, timeoutMs: 15_000 })
       .catch(async (err: unknown) => { await p.kill(); throw err; }); // nothing left running when it fails
