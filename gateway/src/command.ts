@@ -13,6 +13,7 @@ import { AuditWriter } from '@gantry/audit';
 import { Gateway } from './gateway.ts';
 import { RouteSource } from './routes/source.ts';
 import { Pools } from './proxy/pools.ts';
+import { FastFront } from './proxy/fast/connection.ts';
 import { OutlierDetector } from './policy/outlier.ts';
 import { RetryBudget } from './policy/retry.ts';
 import { Mirror } from './policy/mirror.ts';
@@ -125,6 +126,12 @@ export const gatewayCommand: Command = {
       requireHostHeader: false, // checked (and logged) by the hostile-request filter
     });
     gateway.attach(server);
+    const front = new FastFront({
+      http: server, maxHeaderBytes: f.int('max-header-bytes'), headerTimeoutMs: f.ms('client-header-timeout'), idleTimeoutMs: f.ms('client-idle-timeout'),
+      serve: (client, head) => gateway.serveFast(client, head),
+      onHandOff: (reason) => metrics.handOffs.inc({ reason }),
+      onHeadTimeout: (socket) => gateway.headTimeout(socket),
+    });
     watcher.start(ctx.signal);
     routes.start();
     const admin = await startAdminServer({
@@ -143,8 +150,8 @@ export const gatewayCommand: Command = {
     });
     try {
       await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(listen.port, listen.host, () => { server.off('error', reject); resolve(); });
+        front.server.once('error', reject);
+        front.server.listen(listen.port, listen.host, () => { front.server.off('error', reject); resolve(); });
       });
     } catch (err) {
       watcher.stop();
@@ -159,9 +166,11 @@ export const gatewayCommand: Command = {
     log.info('stopping: finishing in-flight requests');
     routes.stop();
     watcher.stop();
+    front.close();
     server.close();
     server.closeIdleConnections();
     await new Promise((r) => setTimeout(r, 200).unref());
+    front.closeAll();
     server.closeAllConnections();
     gateway.closeUpgraded();
     pools.closeAll();

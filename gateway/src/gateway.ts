@@ -3,19 +3,22 @@
 // request to the data path (proxy/) and decide what a failed attempt means
 // (another instance within the retry budget, ejection, 502/503/504).
 import type http from 'node:http';
-import { type IncomingMessage, type ServerResponse } from 'node:http';
+import { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { escapeLogField, type Logger } from '@gantry/core';
 import type { Route, RouteTable, Target, Upstream } from './routes/table.ts';
 import { hostileReason, parserReason } from './proxy/hostile.ts';
-import { upstreamRequestHeaders } from './proxy/headers.ts';
-import { forward, type ForwardTimeouts, type Failure } from './proxy/forward.ts';
+import { fastUpstreamHead, upstreamRequestHeaders } from './proxy/headers.ts';
+import { forward, type ForwardResult, type ForwardTimeouts, type Failure } from './proxy/forward.ts';
+import { exchange } from './proxy/fast/exchange.ts';
+import type { FastClient } from './proxy/fast/connection.ts';
+import type { RequestHead } from './proxy/fast/head.ts';
 import { forwardUpgrade } from './proxy/upgrade.ts';
-import { replyError, replyOnSocket } from './proxy/reply.ts';
+import { replyError, replyOnSocket, replyRaw } from './proxy/reply.ts';
 import type { Pools } from './proxy/pools.ts';
-import { chooseSet, pickInstance } from './policy/select.ts';
+import { chooseSet, pickInstance, type InstanceSet } from './policy/select.ts';
 import type { OutlierDetector } from './policy/outlier.ts';
 import { retriable, type RetryBudget } from './policy/retry.ts';
 import type { Mirror } from './policy/mirror.ts';
@@ -122,6 +125,13 @@ export class Gateway {
     replyOnSocket(socket, timeout ? 408 : 400, id, `bad request: ${reason}`);
   }
 
+  /** a fast-path client did not send its request head in time: 408, as Node's server does */
+  headTimeout(socket: Socket): void {
+    const id = randomUUID();
+    this.o.log.warn({ requestId: id, client: socket.remoteAddress, reason: 'headers not received in time', code: 'HPE_HEADERS_TIMEOUT' }, 'request head not received in time (408)');
+    replyOnSocket(socket, 408, id, 'bad request: headers not received in time');
+  }
+
   private observe(route: Route | undefined, status: number, startNs: bigint): number {
     const seconds = Number(process.hrtime.bigint() - startNs) / 1e9;
     const id = route?.id ?? 'none';
@@ -195,24 +205,40 @@ export class Gateway {
     const m = target.mirror;
     if (m && (m.percent >= 100 || Math.random() * 100 < m.percent)) {
       const mi = m.instances.length ? m.instances[(m.cursor = (m.cursor + 1) % m.instances.length)] : undefined;
-      this.o.mirror.copy(m.service, req, mi, upath, headers, body);
+      this.o.mirror.copy(m.service, req.method!, body ? req : undefined, mi, upath, headers);
     }
-    const now = Date.now();
-    this.o.budget.request(now);
+    const { u, attempts, note } = await this.tryInstances(set, target.service, req.method, body, id,
+      (up) => forward(req, res, this.o.pools.get(up), upath, headers, body, id, this.o.timeouts),
+      () => res.destroyed,
+      (status, message) => replyError(res, status, id, message));
+    log(route, target, u, attempts, note);
+  }
+
+  /**
+   * Sends the request to an instance of `set` and, when that attempt fails, to
+   * others within the attempt limit and the retry budget; failures count toward
+   * ejection. `reply` answers the client when no attempt could.
+   */
+  private async tryInstances<R extends ForwardResult>(
+    set: InstanceSet<Upstream>, service: string, method: string | undefined, body: boolean, id: string,
+    send: (u: Upstream) => Promise<R>, gone: () => boolean, reply: (status: number, message: string) => void,
+  ): Promise<{ u: Upstream | undefined; attempts: number; note: string | undefined; last: R | undefined }> {
+    this.o.budget.request(Date.now());
     let tried: Set<Upstream> | undefined;
     let u: Upstream | undefined;
     let attempts = 0;
     let note: string | undefined;
     let lastFailure: Failure | undefined;
+    let last: R | undefined;
     for (;;) {
       u = pickInstance(set, this.o.outliers, Date.now(), tried);
       if (!u) {
-        if (lastFailure) this.replyFailure(res, id, target.service, lastFailure);
-        else replyError(res, 503, id, `no instance of ${target.service} could answer`);
+        if (lastFailure) this.replyFailure(reply, service, lastFailure);
+        else reply(503, `no instance of ${service} could answer`);
         break;
       }
       attempts++;
-      const r = await forward(req, res, this.o.pools.get(u), upath, headers, body, id, this.o.timeouts);
+      const r = last = await send(u);
       if (r.clientGone) {
         if (u.health.probing) u.health.probing = false; // no verdict on a half-open probe
         note = 'client closed the connection';
@@ -223,28 +249,101 @@ export class Gateway {
         else this.o.outliers.success(u.health);
         break;
       }
-      this.o.metrics.upstreamErrors.inc({ service: target.service, failure: r.failure });
+      this.o.metrics.upstreamErrors.inc({ service, failure: r.failure });
       lastFailure = r.failure;
       if (r.failure === 'invalid') { // the request as it came, not the upstream: no ejection, no retry
         if (u.health.probing) u.health.probing = false;
-        this.o.log.warn({ requestId: id, service: target.service, err: r.error }, 'request could not be forwarded as given (502)');
-        this.replyFailure(res, id, target.service, r.failure);
+        this.o.log.warn({ requestId: id, service, err: r.error }, 'request could not be forwarded as given (502)');
+        this.replyFailure(reply, service, r.failure);
         break;
       }
       this.fail(u, Date.now());
-      this.o.log.debug({ requestId: id, service: target.service, instance: u.id, upstream: u.key, failure: r.failure, err: r.error }, 'upstream attempt failed');
+      this.o.log.debug({ requestId: id, service, instance: u.id, upstream: u.key, failure: r.failure, err: r.error }, 'upstream attempt failed');
       if (r.responded) break;
-      if (attempts < this.o.maxAttempts && retriable(req.method, r.failure, body, r.responded) && !res.destroyed) {
+      if (attempts < this.o.maxAttempts && retriable(method, r.failure, body, r.responded) && !gone()) {
         (tried ??= new Set()).add(u);
         if (tried.size < set.instances.length || r.failure === 'connect') {
-          if (this.o.budget.tryRetry(Date.now())) { this.o.metrics.retries.inc({ service: target.service }); continue; }
+          if (this.o.budget.tryRetry(Date.now())) { this.o.metrics.retries.inc({ service }); continue; }
           this.o.metrics.retryBudgetExhausted.inc();
         }
       }
-      this.replyFailure(res, id, target.service, r.failure);
+      this.replyFailure(reply, service, r.failure);
       break;
     }
-    log(route, target, u, attempts, note);
+    return { u, attempts, note, last };
+  }
+
+  /**
+   * The fast path (proxy/fast/): a request whose head it parsed (no body).
+   * Resolves true when the client's connection must close after this answer.
+   */
+  async serveFast(client: FastClient, head: RequestHead): Promise<boolean> {
+    const startNs = process.hrtime.bigint();
+    const table = this.table;
+    const loaded = table !== undefined;
+    const url = head.target;
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const route = table?.lookup(hostOf(head.host), path);
+    const target = route && pickTarget(route, Math.random());
+    const given = head.byKey['x-request-id'];
+    const id = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+    let status = 0;
+    const write = (t: string): void => { client.write(t); };
+    let extra = ''; // rate-limit headers of an allowed request
+    const reply = (code: number, message: string, more = extra): void => { status = code; replyRaw(write, code, id, message, head.close, more); };
+    const access = (u: Upstream | undefined, attempts: number, note?: string): void => {
+      const seconds = this.observe(route, status, startNs);
+      this.o.accessLog?.info({
+        requestId: id, client: client.remoteAddress, method: head.method, host: escapeLogField(head.host, 128),
+        path: escapeLogField(url, 256), status, ms: Math.round(seconds * 10_000) / 10,
+        route: route?.id, service: target?.service, instance: u?.id, upstream: u?.key, attempts, ...(note ? { note } : {}),
+      }, 'access');
+    };
+    if (!route) {
+      reply(loaded ? 404 : 503, loaded ? 'no route for this host and path' : 'route table not loaded yet');
+      access(undefined, 0);
+      return head.close;
+    }
+    if (!target || target.instances.length === 0) {
+      reply(503, `no healthy instance of ${target?.service ?? 'this route'}`);
+      access(undefined, 0);
+      return head.close;
+    }
+    const rule = target.policy?.rateLimit;
+    if (rule) {
+      const k = rule.key;
+      const who = k.kind === 'ip' ? client.remoteAddress : k.kind === 'route' ? '' : head.byKey[k.name] ?? '';
+      const d = await this.o.limiter.decide(`${route.id}|${who}`, rule.limit, rule.windowMs);
+      this.o.metrics.rateDecisions.inc({ backend: d.backend, result: d.allowed ? 'allowed' : 'limited' });
+      const h = rateLimitHeaders(d, rule.windowMs);
+      for (const name in h) extra += `${name}: ${h[name]!}\r\n`;
+      if (!d.allowed) {
+        reply(429, 'rate limit exceeded');
+        access(undefined, 0, `rate-limited (${d.backend})`);
+        return head.close;
+      }
+    }
+    const headers = head.byKey as IncomingHttpHeaders;
+    const set = chooseSet(target.selector, headers, Math.random());
+    const upath = upstreamPath(url, path, target.strip);
+    const info = { ip: client.remoteAddress, proto: this.o.proto, host: head.host, requestId: id };
+    const m = target.mirror;
+    if (m && (m.percent >= 100 || Math.random() * 100 < m.percent)) {
+      const mi = m.instances.length ? m.instances[(m.cursor = (m.cursor + 1) % m.instances.length)] : undefined;
+      this.o.mirror.copy(m.service, head.method, undefined, mi, upath, upstreamRequestHeaders(headers, info));
+    }
+    const request = fastUpstreamHead(head, upath, info);
+    let gone = false;
+    const { u, attempts, note, last } = await this.tryInstances(set, target.service, head.method, false, id,
+      (up) => exchange(client, this.o.pools.get(up), request, head.method, id, head.close, this.o.timeouts, extra),
+      () => gone,
+      (code, message) => reply(code, message, ''));
+    if (last?.clientGone) gone = true;
+    if (last && last.failure === undefined && !last.clientGone) status = last.status;
+    else if (last?.responded) status = last.status;
+    access(u, attempts, note);
+    return head.close || (last?.closeClient ?? false) || gone;
   }
 
   private fail(u: Upstream, now: number): void {
@@ -255,9 +354,9 @@ export class Gateway {
     }
   }
 
-  private replyFailure(res: ServerResponse, id: string, service: string, failure: Failure): void {
-    if (failure === 'header-timeout' || failure === 'idle-timeout') replyError(res, 504, id, `${service} did not answer in time`);
-    else replyError(res, 502, id, `${service} could not be reached (${failure})`);
+  private replyFailure(reply: (status: number, message: string) => void, service: string, failure: Failure): void {
+    if (failure === 'header-timeout' || failure === 'idle-timeout') reply(504, `${service} did not answer in time`);
+    else reply(502, `${service} could not be reached (${failure})`);
   }
 
   async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {

@@ -17,6 +17,7 @@ export function createGatewayMetrics(registry: Registry) {
     mirrorDrops: new Counter({ name: 'gantry_gateway_mirror_drops_total', help: 'mirror copies dropped, by mirror service and reason', labelNames: ['service', 'reason'], registers: [registry] }),
     rateDecisions: new Counter({ name: 'gantry_gateway_ratelimit_decisions_total', help: 'rate-limit decisions, by backend and result', labelNames: ['backend', 'result'], registers: [registry] }),
     rateSwitches: new Counter({ name: 'gantry_gateway_ratelimit_backend_switches_total', help: 'switches between Redis and the fallback limiter, by destination', labelNames: ['to'], registers: [registry] }),
+    handOffs: new Counter({ name: 'gantry_gateway_fast_path_handoffs_total', help: 'client connections the fast path handed to Node\'s HTTP server, by the first request it did not take', labelNames: ['reason'], registers: [registry] }),
     hostile: new Counter({ name: 'gantry_gateway_hostile_requests_total', help: 'requests refused as hostile (400)', registers: [registry] }),
     routes: new Gauge({ name: 'gantry_gateway_routes', help: 'routes in the live table', registers: [registry] }),
     tableBuildSeconds: new Histogram({ name: 'gantry_gateway_table_build_seconds', help: 'time to build a route table', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),

@@ -38,8 +38,11 @@ export class Mirror {
 
   get inFlight(): number { return this.inflight; }
 
-  /** Copies req (path and headers as sent to the primary) to target. Call before the primary reads the body. */
-  copy(service: string, req: IncomingMessage, target: MirrorTarget | undefined, path: string, headers: OutgoingHttpHeaders, hasBody: boolean): void {
+  /**
+   * Copies a request (path and headers as sent to the primary) to target. `body`: the
+   * client's request when it has a body (call before the primary reads it), else undefined.
+   */
+  copy(service: string, method: string, body: IncomingMessage | undefined, target: MirrorTarget | undefined, path: string, headers: OutgoingHttpHeaders): void {
     if (!target) { this.ev.onDrop(service, 'no-instance'); return; }
     if (this.inflight >= this.o.maxInflight) { this.ev.onDrop(service, 'inflight'); return; }
     this.inflight++;
@@ -56,9 +59,10 @@ export class Mirror {
         onResponseEnd: () => { release(); this.ev.onSent(service); },
         onResponseError: () => { if (!released) { release(); this.ev.onDrop(service, 'error'); } },
       };
-      this.agent.dispatch({ origin: target.key, method: req.method!, path, headers: h as Record<string, string | string[]>, body: body ?? null }, handler);
+      this.agent.dispatch({ origin: target.key, method, path, headers: h as Record<string, string | string[]>, body: body ?? null }, handler);
     };
-    if (!hasBody) { send(undefined); return; }
+    const req = body;
+    if (!req) { send(undefined); return; }
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;

@@ -2,6 +2,7 @@
 // whatever the Connection header names) never cross the gateway; the request
 // gains X-Forwarded-For/-Proto/-Host, Forwarded and X-Request-Id.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { isDroppedRequestHeader, type RequestHead } from './fast/head.ts';
 
 export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
@@ -71,4 +72,26 @@ export function clientResponseHeaders(h: IncomingHttpHeaders, requestId: string)
   }
   out['x-request-id'] = requestId;
   return out;
+}
+
+/** set by the gateway itself on the fast path (the client's values are appended to or replaced) */
+const FAST_REPLACED: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-request-id']);
+
+/**
+ * The fast path's upstream request head, as text: the same rules as
+ * upstreamRequestHeaders (hop-by-hop and Connection-listed headers out,
+ * forwarding headers in), header names kept in the client's case.
+ */
+export function fastUpstreamHead(h: RequestHead, path: string, c: ClientInfo): string {
+  let out = `${h.method} ${path} HTTP/1.1\r\n`;
+  const listed = h.connectionListed;
+  for (const x of h.headers) {
+    const k = x.key;
+    if (isDroppedRequestHeader(k) || FAST_REPLACED.has(k) || (listed.length && listed.includes(k))) continue;
+    out += `${x.name}: ${x.value}\r\n`;
+  }
+  const xff = h.byKey['x-forwarded-for'];
+  const prior = h.byKey.forwarded;
+  const fwd = `for=${forwardedFor(c.ip)};host="${c.host}";proto=${c.proto}`;
+  return `${out}x-forwarded-for: ${xff ? `${xff}, ${c.ip}` : c.ip}\r\nx-forwarded-proto: ${c.proto}\r\nx-forwarded-host: ${c.host}\r\nforwarded: ${prior ? `${prior}, ${fwd}` : fwd}\r\nx-request-id: ${c.requestId}\r\n\r\n`;
 }

@@ -5,9 +5,10 @@
 // most at the socket (see parserReason); the rest is checked on the headers.
 import type { IncomingMessage } from 'node:http';
 
-const HOST_HEADER = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?|\[[0-9a-f:.]{2,45}\])(?::\d{1,5})?$/i;
+/** a Host header value: a DNS name or a bracketed IPv6 address, with an optional port */
+export const HOST_HEADER = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?|\[[0-9a-f:.]{2,45}\])(?::\d{1,5})?$/i;
 const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
-const MAX_HOST = 255;
+export const MAX_HOST = 255;
 const MAX_URL = 8192;
 
 /** Why a parsed request is refused, or undefined when it is acceptable. */

@@ -1,7 +1,10 @@
-// One keep-alive connection pool per upstream (proto://address:port): an undici
-// Pool (see forward.ts for why undici). A pool whose upstream left every route
+// One keep-alive connection pool per upstream (proto://address:port), with two
+// kinds of connections: plain sockets for the fast path (fast/upstream.ts) and
+// an undici Pool for requests Node's HTTP server parsed (see forward.ts for why
+// undici), made when first needed. A pool whose upstream left every route
 // drains: its in-flight requests finish, then its connections are closed.
 import { Pool as UndiciPool } from 'undici';
+import { RawPool } from './fast/upstream.ts';
 
 export interface UpstreamAddress {
   /** proto://address:port (an IPv6 address in brackets): the pool's origin */
@@ -21,24 +24,38 @@ export interface PoolOptions {
 }
 
 export class Pool {
-  readonly dispatcher: UndiciPool;
+  private undici: UndiciPool | undefined;
+  readonly raw: RawPool;
   inflight = 0;
   draining = false;
   readonly upstream: UpstreamAddress;
+  private readonly o: PoolOptions;
   constructor(upstream: UpstreamAddress, o: PoolOptions) {
     this.upstream = upstream;
-    this.dispatcher = new UndiciPool(upstream.key, {
-      connections: o.maxSockets, pipelining: 1,
-      keepAliveTimeout: o.idleTimeoutMs, keepAliveMaxTimeout: o.idleTimeoutMs,
-      connect: { timeout: o.connectTimeoutMs, ...(upstream.proto === 'https' ? { rejectUnauthorized: !upstream.tlsSkipVerify } : {}) },
-    });
+    this.o = o;
+    this.raw = new RawPool(upstream, { maxSockets: o.maxSockets, idleTimeoutMs: o.idleTimeoutMs });
+  }
+  get dispatcher(): UndiciPool {
     // errors reach each request's handler; the pool's own 'connectionError' events need no listener
+    return this.undici ??= new UndiciPool(this.upstream.key, {
+      connections: this.o.maxSockets, pipelining: 1,
+      keepAliveTimeout: this.o.idleTimeoutMs, keepAliveMaxTimeout: this.o.idleTimeoutMs,
+      connect: { timeout: this.o.connectTimeoutMs, ...(this.upstream.proto === 'https' ? { rejectUnauthorized: !this.upstream.tlsSkipVerify } : {}) },
+    });
   }
   release(): void {
     this.inflight--;
-    if (this.draining && this.inflight === 0) void this.dispatcher.close().catch(() => undefined);
+    if (this.draining && this.inflight === 0) this.close();
   }
-  destroy(): void { void this.dispatcher.destroy().catch(() => undefined); }
+  /** closes idle connections now, busy ones once their exchange ends */
+  close(): void {
+    this.raw.close();
+    if (this.undici) void this.undici.close().catch(() => undefined);
+  }
+  destroy(): void {
+    this.raw.destroy();
+    if (this.undici) void this.undici.destroy().catch(() => undefined);
+  }
 }
 
 export class Pools {
@@ -63,7 +80,7 @@ export class Pools {
       this.pools.delete(k);
       p.draining = true;
       drained++;
-      if (p.inflight === 0) void p.dispatcher.close().catch(() => undefined);
+      if (p.inflight === 0) p.close();
     }
     return drained;
   }

@@ -1,0 +1,207 @@
+// The gateway's fast path (proxy/fast/) against a real Consul, with an in-test
+// upstream that writes its answers byte by byte as the test needs (chunked,
+// close-delimited, split heads, a kept-alive connection closed under a reused
+// request, a broken answer) and raw client sockets (pipelining, slow heads,
+// idle connections). Requests it does not take go to Node's server: counted.
+import test from 'ava';
+import net from 'node:net';
+import { manageEngines } from '../../test/harness/ava.ts';
+import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
+import { sleep, waitUntil } from '../../test/harness/process.ts';
+import { register, startGateway, waitInstances, type Gw } from './helpers.ts';
+
+const track = manageEngines(test);
+let consul: ConsulEngine;
+let gw: Gw;
+let upstream: net.Server;
+/** requests the upstream saw, by path */
+const seen = new Map<string, number>();
+/** upstream connections that carried the reuse test's first request */
+const reuseConns = new WeakSet<net.Socket>();
+
+function answer(s: net.Socket, method: string, path: string): void {
+  seen.set(path, (seen.get(path) ?? 0) + 1);
+  const w = (x: string | Buffer): boolean => s.write(x);
+  switch (path) {
+    case '/chunked': // a chunked body with an extension and a trailer, written in pieces
+      w('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n5\r');
+      setTimeout(() => w('\nhello\r\n6;ext=1\r\n wor'), 20);
+      setTimeout(() => w('ld\r\n0\r\nX-Trailer: t\r'), 40);
+      setTimeout(() => w('\n\r\n'), 60);
+      return;
+    case '/close': // no length: the body ends when the upstream closes
+      w('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ');
+      setTimeout(() => s.end('close'), 30);
+      return;
+    case '/split': { // the head a byte at a time
+      const text = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Name: caf\xe9\r\n\r\nsplit';
+      let i = 0;
+      const next = (): void => { if (i < text.length) { w(Buffer.from(text[i++]!, 'latin1')); setTimeout(next, 1); } };
+      next();
+      return;
+    }
+    case '/reuse': // answers once per connection; a second request on it is met with a close (a kept-alive connection the upstream dropped)
+      if (reuseConns.has(s)) { s.destroy(); return; }
+      reuseConns.add(s);
+      w('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nreuse');
+      return;
+    case '/bad':
+      w('HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nbad');
+      return;
+    default: {
+      const body = `${method} ${path}`;
+      w(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${method === 'HEAD' ? '' : body}`);
+    }
+  }
+}
+
+test.before(async () => {
+  consul = await startConsul();
+  track('consul', consul);
+  upstream = net.createServer((s) => {
+    let buf = '';
+    s.on('error', () => undefined);
+    s.on('data', (b: Buffer) => {
+      buf += b.toString('latin1');
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const head = buf.slice(0, end);
+        const cl = /\r\ncontent-length: *(\d+)/i.exec(head);
+        const total = end + 4 + (cl ? Number(cl[1]) : 0);
+        if (buf.length < total) return;
+        buf = buf.slice(total);
+        const [method, path] = head.split(' ') as [string, string];
+        answer(s, method, path);
+      }
+    });
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  const port = (upstream.address() as net.AddressInfo).port;
+  await register(consul.addr, { id: 'raw-1', name: 'raw', address: '127.0.0.1', port, tags: ['urlprefix-/'] });
+  gw = await startGateway(consul.addr, ['--client-header-timeout', '1s', '--client-idle-timeout', '2s']);
+  track('gateway', gw);
+  await waitInstances(gw, '*', '/', 'raw', ['raw-1']);
+});
+
+test.after.always(() => { upstream?.close(); });
+
+/** one client connection: writes, and reads until `done` says the bytes so far are complete (or the socket closes) */
+function client(): { send(text: string, done: (got: string) => boolean, timeoutMs?: number): Promise<string>; closed: Promise<void>; socket: net.Socket } {
+  const socket = net.connect(gw.port, '127.0.0.1');
+  let got = '';
+  let waiter: (() => void) | undefined;
+  const closed = new Promise<void>((r) => socket.on('close', () => { r(); waiter?.(); }));
+  socket.on('data', (b: Buffer) => { got += b.toString('latin1'); waiter?.(); });
+  socket.on('error', () => undefined);
+  return {
+    socket, closed,
+    send(text, done, timeoutMs = 10_000) {
+      got = '';
+      socket.write(Buffer.from(text, 'latin1'));
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no complete answer in time; got ${JSON.stringify(got)}`)), timeoutMs);
+        waiter = () => { if (done(got) || socket.destroyed) { clearTimeout(timer); waiter = undefined; resolve(got); } };
+        waiter();
+      });
+    },
+  };
+}
+
+const get = (path: string, extra = ''): string => `GET ${path} HTTP/1.1\r\nHost: raw.gantry.test\r\n${extra}\r\n`;
+const count = (s: string, sub: string): number => s.split(sub).length - 1;
+
+test.serial('plain GETs stay on the fast path; pipelined requests are answered in order on one connection', async (t) => {
+  const before = await gw.metric('gantry_gateway_fast_path_handoffs_total');
+  const c = client();
+  const got = await c.send(get('/one') + get('/two') + get('/three'), (g) => g.endsWith('GET /three'));
+  t.is(count(got, 'HTTP/1.1 200 OK'), 3);
+  t.true(got.indexOf('GET /one') < got.indexOf('GET /two') && got.indexOf('GET /two') < got.indexOf('GET /three'));
+  t.regex(got, /x-request-id: [0-9a-f-]{36}\r\n/);
+  const head = await c.send(`HEAD /h HTTP/1.1\r\nHost: raw.gantry.test\r\n\r\n`, (g) => g.includes('\r\n\r\n'));
+  t.regex(head, /^HTTP\/1\.1 200 OK\r\nContent-Length: 7\r\n/);
+  t.is(head.slice(head.indexOf('\r\n\r\n') + 4), '', 'no body after a HEAD answer');
+  t.regex(await c.send(get('/after-head'), (g) => g.endsWith('GET /after-head')), /200 OK/, 'the connection goes on after HEAD');
+  c.socket.destroy();
+  t.is(await gw.metric('gantry_gateway_fast_path_handoffs_total'), before, 'nothing was handed to Node');
+});
+
+test.serial('chunked, close-delimited and byte-by-byte answers pass through unchanged', async (t) => {
+  const c = client();
+  const chunked = await c.send(get('/chunked'), (g) => g.endsWith('0\r\nX-Trailer: t\r\n\r\n'));
+  t.true(chunked.startsWith('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n'));
+  t.true(chunked.endsWith('\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n'));
+  const split = await c.send(get('/split'), (g) => g.endsWith('split'));
+  t.true(split.includes('X-Name: caf\xe9\r\n'), 'a latin1 header value byte for byte');
+  const close = await c.send(get('/close'), () => false);
+  t.true(close.includes('connection: close\r\n'));
+  t.true(close.endsWith('\r\n\r\nuntil close'));
+  await c.closed;
+  t.pass('the client connection closes with a close-delimited body');
+});
+
+test.serial('a kept-alive upstream connection closed under a reused request: sent again on a new one, no error counted', async (t) => {
+  const errorsBefore = await gw.metric('gantry_gateway_upstream_errors_total');
+  const c = client();
+  t.true((await c.send(get('/reuse'), (g) => g.endsWith('reuse'))).startsWith('HTTP/1.1 200'));
+  const again = await c.send(get('/reuse'), (g) => g.endsWith('reuse'));
+  t.true(again.startsWith('HTTP/1.1 200'), again);
+  t.is(seen.get('/reuse'), 3, 'the upstream saw the second request twice: on the dropped connection and on a new one');
+  t.is(await gw.metric('gantry_gateway_upstream_errors_total'), errorsBefore);
+  c.socket.destroy();
+});
+
+test.serial('an upstream answer with conflicting lengths is a 502 with a request id; the connection and the gateway go on', async (t) => {
+  const c = client();
+  const bad = await c.send(get('/bad'), (g) => g.includes('}\n'));
+  t.regex(bad, /^HTTP\/1\.1 502 Bad Gateway\r\n/);
+  t.regex(bad, /"requestId":"[0-9a-f-]{36}"/);
+  t.regex(await c.send(get('/fine'), (g) => g.endsWith('GET /fine')), /200 OK/);
+  c.socket.destroy();
+});
+
+test.serial('requests the fast path does not take are handed to Node with the reason: a POST, HTTP/1.0, a duplicate header, a hostile head', async (t) => {
+  const method = await gw.metric('gantry_gateway_fast_path_handoffs_total', { reason: 'method' });
+  const c = client();
+  const post = await c.send('POST /p HTTP/1.1\r\nHost: raw.gantry.test\r\nContent-Length: 2\r\n\r\nhi', (g) => g.endsWith('POST /p'));
+  t.regex(post, /^HTTP\/1\.1 200 OK/);
+  t.is(await gw.metric('gantry_gateway_fast_path_handoffs_total', { reason: 'method' }), method + 1);
+  t.regex(await c.send(get('/then'), (g) => g.endsWith('GET /then')), /200 OK/, 'Node serves the rest of that connection');
+  c.socket.destroy();
+  const version = await gw.metric('gantry_gateway_fast_path_handoffs_total', { reason: 'version' });
+  const c10 = client();
+  t.regex(await c10.send('GET /old HTTP/1.0\r\nHost: raw.gantry.test\r\n\r\n', (g) => g.endsWith('GET /old')), /^HTTP\/1\.1 200 OK/);
+  t.is(await gw.metric('gantry_gateway_fast_path_handoffs_total', { reason: 'version' }), version + 1);
+  c10.socket.destroy();
+  const c2 = client();
+  t.regex(await c2.send(get('/dup', 'X-A: 1\r\nX-A: 2\r\n'), (g) => g.endsWith('GET /dup')), /200 OK/, 'Node joins the duplicates as before');
+  c2.socket.destroy();
+  const smuggle = client();
+  const refused = await smuggle.send('GET / HTTP/1.1\r\nHost: raw.gantry.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab', (g) => g.includes('}\n'));
+  t.regex(refused, /^HTTP\/1\.1 400 /, 'a hostile head handed over is refused by Node as before');
+});
+
+test.serial('a head that does not arrive in time gets 408; an idle keep-alive connection is closed', async (t) => {
+  const slow = client();
+  const got = await slow.send('GET / HTTP/1.1\r\nHost: raw.gant', (g) => g.includes('}\n'), 8000);
+  t.regex(got, /^HTTP\/1\.1 408 /);
+  await slow.closed;
+  const idle = client();
+  t.regex(await idle.send(get('/idle'), (g) => g.endsWith('GET /idle')), /200 OK/);
+  const t0 = Date.now();
+  await Promise.race([idle.closed, sleep(8000)]);
+  t.true(idle.socket.destroyed, 'closed by the gateway');
+  t.true(Date.now() - t0 >= 1000, 'not before the idle timeout');
+});
+
+test.serial('the upstream pool keeps its connections: many requests, few upstream connections', async (t) => {
+  let conns = 0;
+  const counter = (): void => { conns++; };
+  upstream.on('connection', counter);
+  const c = client();
+  for (let i = 0; i < 50; i++) await c.send(get(`/n${i}`), (g) => g.endsWith(`GET /n${i}`));
+  upstream.off('connection', counter);
+  c.socket.destroy();
+  t.true(conns <= 1, `${conns} new upstream connections for 50 sequential requests`);
+  await waitUntil('gateway still healthy', async () => (await gw.health()).ok === true, { timeoutMs: 5000 });
+});
