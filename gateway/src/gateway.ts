@@ -334,12 +334,11 @@ export class Gateway {
       this.o.mirror.copy(m.service, head.method, undefined, mi, upath, upstreamRequestHeaders(headers, info));
     }
     const request = fastUpstreamHead(head, upath, info);
-    let gone = false;
     const { u, attempts, note, last } = await this.tryInstances(set, target.service, head.method, false, id,
       (up) => exchange(client, this.o.pools.get(up), request, head.method, id, head.close, this.o.timeouts, extra),
-      () => gone,
+      () => client.socket.destroyed,
       (code, message) => reply(code, message, ''));
-    if (last?.clientGone) gone = true;
+    const gone = last?.clientGone === true || client.socket.destroyed;
     if (last && last.failure === undefined && !last.clientGone) status = last.status;
     else if (last?.responded) status = last.status;
     access(u, attempts, note);
