@@ -70,17 +70,15 @@ export class FastClient implements ClientSink {
     socket.on('error', this.onError);
   }
 
-  /** ClientSink: the socket's own write */
   /** strings are heads: latin1, byte for byte as the upstream sent them */
   write(b: Buffer | string): boolean { return typeof b === 'string' ? this.socket.write(b, 'latin1') : this.socket.write(b); }
+  /** a head and the first body bytes in one buffer: one write (one syscall), not two */
   write2(a: string, b: Buffer | string): boolean {
     if (typeof b === 'string') return this.socket.write(a + b, 'latin1');
-    if (b.length <= 4096) return this.socket.write(Buffer.concat([Buffer.from(a, 'latin1'), b]));
-    this.socket.cork();
-    this.socket.write(a, 'latin1');
-    const ok = this.socket.write(b);
-    this.socket.uncork();
-    return ok;
+    const out = Buffer.allocUnsafe(a.length + b.length);
+    out.write(a, 0, 'latin1');
+    b.copy(out, a.length);
+    return this.socket.write(out);
   }
   onDrain(f: () => void): void { this.drainWaiter = f; }
 
