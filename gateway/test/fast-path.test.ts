@@ -176,6 +176,11 @@ test.serial('requests the fast path does not take are handed to Node with the re
   const c2 = client();
   t.regex(await c2.send(get('/dup', 'X-A: 1\r\nX-A: 2\r\n'), (g) => g.endsWith('GET /dup')), /200 OK/, 'Node joins the duplicates as before');
   c2.socket.destroy();
+  // a request pipelined behind the one that causes the hand-off: Node gets both bytes, in order
+  const piped = client();
+  const both = await piped.send(`DELETE /d1 HTTP/1.1\r\nHost: raw.gantry.test\r\nContent-Length: 1\r\n\r\nx${get('/behind')}`, (g) => g.endsWith('GET /behind'));
+  t.true(both.indexOf('DELETE /d1') !== -1 && both.indexOf('DELETE /d1') < both.indexOf('GET /behind'), both);
+  piped.socket.destroy();
   const smuggle = client();
   const refused = await smuggle.send('GET / HTTP/1.1\r\nHost: raw.gantry.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab', (g) => g.includes('}\n'));
   t.regex(refused, /^HTTP\/1\.1 400 /, 'a hostile head handed over is refused by Node as before');
