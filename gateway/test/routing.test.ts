@@ -9,7 +9,7 @@ import type Docker from 'dockerode';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
 import { ensureDocker, newRunId, cleanupContainers } from '../../test/harness/engines/docker.ts';
-import { freePort } from '../../test/harness/process.ts';
+import { freePort, waitUntil } from '../../test/harness/process.ts';
 import {
   register, deregister, setCheck, startGateway, waitInstances, request, busybox, testUpstream, load, waitCount,
   closeClients, type Gw, type TestUpstream,
@@ -258,5 +258,7 @@ test('admin: /routes shows the live table, /metrics counts per route, /healthz i
   t.true(await gw.metric('gantry_gateway_request_duration_seconds_count', { route: '*/api' }) >= 1);
   const h = await gw.health();
   t.is(h.ok, true);
+  // the access log is written in batches, at most 250 ms late
+  await waitUntil('the access log line', async () => gw.logs().some((l) => l.msg === 'access' && l.route === '*/api' && l.status === 200 && typeof l.requestId === 'string'), { timeoutMs: 3000, intervalMs: 50 });
   t.true(gw.logs().some((l) => l.msg === 'access' && l.route === '*/api' && l.status === 200 && typeof l.requestId === 'string'));
 });
