@@ -1,6 +1,7 @@
 // `npm run bench -- gateway`: the gateway against HAProxy, node http-proxy and
 // the upstream direct, all in one run with the same upstream and the same wrk:
-//   1. requests/s and p99 through each (wrk -t1: the load generator takes one of the 2 cores)
+//   1. requests/s and p99 through each (wrk -t1: the load generator takes one of the 2 cores);
+//      CPU per request, also next to a bare Node socket relay (bench/gateway/node-relay.ts), the floor
 //   2. a 50,000-route table: build+swap time of a change (one service, 1,000, a KV policy) and of
 //      the first table, RSS (a child process, RSS read from /proc)
 //   3. a KV canary weight change → applied in the live table (/routes), p99; baseline:
@@ -127,6 +128,9 @@ backend be
   const hpPort = await freePort();
   const hp = spawnEngine('http-proxy', process.execPath, [join(repoRoot, 'bench', 'gateway', 'http-proxy.ts'), String(hpPort), String(upstreamPort)], { logFile: join(haproxy.dir, 'http-proxy.log') });
   await waitUntil('http-proxy', () => tcpReady('127.0.0.1', hpPort), { proc: hp, timeoutMs: 15_000 });
+  const relayPort = await freePort();
+  const relay = spawnEngine('node-relay', process.execPath, ['--max-semi-space-size=16', join(repoRoot, 'bench', 'gateway', 'node-relay.ts'), String(relayPort), String(upstreamPort)], { logFile: join(haproxy.dir, 'node-relay.log') });
+  await waitUntil('node relay', () => tcpReady('127.0.0.1', relayPort), { proc: relay, timeoutMs: 15_000 });
   const gw = await gateway(consul, ['--access-log=false']);
   const gwLog = await gateway(consul, []);
   try {
@@ -136,6 +140,7 @@ backend be
     const runs: Array<[string, number, number[]]> = [
       ['direct', upstreamPort, (await upstream.processes()).workers], ['haproxy', haproxy.httpPort, (await haproxy.processes()).workers],
       ['http-proxy', hpPort, [hp.pid]], ['gateway', gw.port, [gw.proc.pid]], ['gateway-access-log', gwLog.port, [gwLog.proc.pid]],
+      ['node-relay', relayPort, [relay.pid]],
     ];
     const got = new Map<string, Wrk>();
     for (const [name, port, pids] of runs) {
@@ -157,6 +162,7 @@ backend be
     const p = got.get('http-proxy')!;
     const d = got.get('direct')!;
     const gl = got.get('gateway-access-log')!;
+    const r = got.get('node-relay')!;
     const cores = [...got].map(([k, w]) => `${k} ${w.wrkCores.toFixed(2)}`).join(', ');
     const notes = (extra: string): string => `${WRK}, 2 rounds averaged (p99: worse of the two); upstream: HAProxy answering 200 itself; HAProxy proxy nbthread 1 (one core, like Node); gateway without access log unless named; errors gw ${g.errors} haproxy ${h.errors} http-proxy ${p.errors}; ${extra}; ${TWO_CORES}, shared with other work too (load avg ${load} at the end): under contention each process gets a share of the CPU, so requests/s follow CPU per request; wrk took (cores) ${cores}`;
     return [
@@ -165,12 +171,13 @@ backend be
       result({ suite: 'gateway', metric: 'gateway_rps_vs_direct', value: g.rps, unit: 'req/s', n: g.requests, baseline_metric: 'direct_rps', baseline_value: d.rps, notes: notes('direct: wrk straight at the upstream') }),
       result({ suite: 'gateway', metric: 'gateway_access_log_rps', value: gl.rps, unit: 'req/s', n: gl.requests, baseline_metric: 'gateway_rps', baseline_value: g.rps, notes: notes('the cost of one JSON access-log line per request') }),
       result({ suite: 'gateway', metric: 'gateway_cpu_us_per_request', value: g.cpuUsPerRequest, unit: 'µs', n: g.requests, baseline_metric: 'haproxy_cpu_us_per_request', baseline_value: h.cpuUsPerRequest, notes: notes(`user+sys CPU of the proxy process(es) over the wrk runs (/proc/<pid>/stat) per request: the figure least moved by machine load; http-proxy ${p.cpuUsPerRequest.toFixed(1)} µs, gateway with access log ${gl.cpuUsPerRequest.toFixed(1)} µs, the upstream alone (direct) ${d.cpuUsPerRequest.toFixed(1)} µs`) }),
+      result({ suite: 'gateway', metric: 'gateway_cpu_us_per_request_vs_node_floor', value: g.cpuUsPerRequest, unit: 'µs', n: g.requests, baseline_metric: 'node_relay_cpu_us_per_request', baseline_value: r.cpuUsPerRequest, notes: notes(`the floor: bench/gateway/node-relay.ts, a bare Node socket relay to the one upstream (head forwarded with X-Forwarded-For, Content-Length answers only; no routing, policy, checks, timeouts or metrics; same 16 MB young generation) at ${r.rps.toFixed(0)} req/s, p99 ${r.p99ms} ms: what Gantry's routing, checks and policy cost over what Node's sockets cost here`) }),
       result({ suite: 'gateway', metric: 'gateway_p99', value: g.p99ms, unit: 'ms', n: g.requests, baseline_metric: 'haproxy_p99', baseline_value: h.p99ms, notes: notes('target ratio ≤ 2') }),
       result({ suite: 'gateway', metric: 'http_proxy_p99', value: p.p99ms, unit: 'ms', n: p.requests, baseline_metric: 'haproxy_p99', baseline_value: h.p99ms, notes: notes('node http-proxy for comparison') }),
       result({ suite: 'gateway', metric: 'direct_p99', value: d.p99ms, unit: 'ms', n: d.requests, baseline_metric: 'haproxy_p99', baseline_value: h.p99ms, notes: notes('the upstream alone') }),
     ];
   } finally {
-    await Promise.allSettled([haproxy.stop(), hp.stop(), gw.stop(), gwLog.stop()]);
+    await Promise.allSettled([haproxy.stop(), hp.stop(), relay.stop(), gw.stop(), gwLog.stop()]);
   }
 }
 
