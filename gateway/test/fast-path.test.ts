@@ -8,7 +8,7 @@ import net from 'node:net';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
 import { sleep, waitUntil } from '../../test/harness/process.ts';
-import { register, startGateway, waitInstances, type Gw } from './helpers.ts';
+import { register, setCheck, startGateway, waitInstances, type Gw } from './helpers.ts';
 
 const track = manageEngines(test);
 let consul: ConsulEngine;
@@ -79,9 +79,12 @@ test.before(async () => {
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   const port = (upstream.address() as net.AddressInfo).port;
   await register(consul.addr, { id: 'raw-1', name: 'raw', address: '127.0.0.1', port, tags: ['urlprefix-/'] });
+  await register(consul.addr, { id: 'dead-1', name: 'dead', address: '127.0.0.1', port, ttl: true });
+  await setCheck(consul.addr, 'dead-1', 'fail');
   gw = await startGateway(consul.addr, ['--client-header-timeout', '1s', '--client-idle-timeout', '2s']);
   track('gateway', gw);
   await waitInstances(gw, '*', '/', 'raw', ['raw-1']);
+  await waitInstances(gw, 'dead.gantry.test', '/', 'dead', []);
 });
 
 test.after.always(() => { upstream?.close(); });
@@ -122,6 +125,9 @@ test.serial('plain GETs stay on the fast path; pipelined requests are answered i
   t.regex(head, /^HTTP\/1\.1 200 OK\r\nContent-Length: 7\r\n/);
   t.is(head.slice(head.indexOf('\r\n\r\n') + 4), '', 'no body after a HEAD answer');
   t.regex(await c.send(get('/after-head'), (g) => g.endsWith('GET /after-head')), /200 OK/, 'the connection goes on after HEAD');
+  // answered at once (a route without a healthy instance: 503) with more pipelined behind it
+  const mixed = await c.send(`GET /x HTTP/1.1\r\nHost: dead.gantry.test\r\n\r\n${get('/after-503')}`, (g) => g.endsWith('GET /after-503'));
+  t.regex(mixed, /^HTTP\/1\.1 503 Service Unavailable\r\n[\s\S]*no healthy instance of dead[\s\S]*HTTP\/1\.1 200 OK/);
   c.socket.destroy();
   t.is(await gw.metric('gantry_gateway_fast_path_handoffs_total'), before, 'nothing was handed to Node');
 });
