@@ -41,6 +41,7 @@ export class FastClient implements ClientSink {
   private readonly front: FastFront;
 
   private readonly onData = (b: Buffer): void => {
+    if (this.over) return; // closing: whatever else the client sends is not kept
     if (this.buf) this.buf = Buffer.concat([this.buf, b]);
     else { this.buf = b; if (!this.busy) this.since = Date.now(); }
     if (this.busy) {
