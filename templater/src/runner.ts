@@ -373,7 +373,9 @@ export class Runner {
           if (changed.size === 0 && await rt.stateSaved()) return;
           await rt.applyAndSave(backendsOf(v, false), changed);
         } catch (err) {
-          this.log.debug({ template: name, err: errorMessage(err) }, 'Runtime API before the reload failed; the sync after it fixes the servers');
+          // the file the new workers would start from is older than the render: they start from the render
+          const dropped = await rt.dropStateFile().then(() => true, () => false);
+          this.log.warn({ template: name, err: errorMessage(err), stateFileRemoved: dropped }, 'Runtime API before the reload failed; the new workers start from the render, not from the older server-state file, and the sync after the reload brings the rest');
         }
         timings.preMs = Math.round(performance.now() - p0);
       })();

@@ -223,6 +223,8 @@ test('a Runtime API sync that fails after a reload is not recorded as applied: i
   await register(st.consul.addr, { id: 'orders-a', name: 'orders', port: a.port, check: 'passing' });
   await waitUntil('orders served by a', async () => (await get(port, 'orders.gantry.test')).body === 'a', { timeoutMs: 20_000 });
 
+  // the server-state file as a save would leave it while a serves (the templater saves after its commands)
+  writeFileSync(join(st.dir, 'server-state'), await st.haproxy.runtime('show servers state'));
   // the Runtime API fails; a change that needs a reload (a path route) comes with orders moving from a to b
   const t0 = Date.now();
   proxy.failing = true;
@@ -236,6 +238,12 @@ test('a Runtime API sync that fails after a reload is not recorded as applied: i
   t.true(h.syncOwed);
   t.not(h.lastResult, 'applied', 'a failed sync is not recorded as applied');
   t.true(await tp.metric('gantry_templater_runtime_updates_total', { result: 'error' }) >= 1);
+  // the reload made while the Runtime API fails starts its workers from the render, not from the
+  // server-state file saved when a still ran (HAProxy would put a back into a slot the render empties)
+  const dropped = await tp.waitForLog('state file removed', (l) => l.stateFileRemoved === true && Date.parse(String(l.time)) >= t0);
+  t.regex(String(dropped.msg), /new workers start from the render/);
+  await waitUntil('b alone serves while the Runtime API fails', async () => (await liveServers(st, 'l7_orders.gantry.test')).join() === `127.0.0.1:${b.port}`, { timeoutMs: 20_000 });
+  t.true(proxy.failing);
 
   // the Runtime API is back: the owed sync is retried and HAProxy matches Consul
   proxy.failing = false;

@@ -15,6 +15,7 @@
 // the map this process last read and changed is trusted (a full read again
 // after every reload, an owed sync, or a master that re-read its files).
 import { isIP } from 'node:net';
+import { rm } from 'node:fs/promises';
 import { GantryError, writeFileAtomic } from '@gantry/core';
 import { batch, cliRequest } from './socket.ts';
 import { parseShowMap, planHostMap } from './host-map.ts';
@@ -286,6 +287,24 @@ export class RuntimeApi {
       return this.allServersText();
     });
     return how;
+  }
+
+  /**
+   * The server-state file is known to be older than what the render wants (the Runtime API failed
+   * before a reload): it is removed, after any write under way, so the new workers start from the
+   * config, which is the render, and not from addresses the render no longer holds (HAProxy starts
+   * without the file, with a warning). The sync after the reload brings the running servers' state.
+   */
+  dropStateFile(): Promise<void> {
+    if (!this.stateFile) return Promise.resolve();
+    const file = this.stateFile;
+    const p = this.writes.then(async () => {
+      this.unsaved = true;
+      this.savedText = undefined;
+      await rm(file, { force: true });
+    });
+    this.writes = p.catch(() => undefined);
+    return p;
   }
 
   /** the text of the state file as this process last wrote it */
