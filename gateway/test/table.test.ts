@@ -37,6 +37,21 @@ test('fabio urlprefix- tags: host/path, strip, proto, weight; bad ones named and
   t.true(r.errors.some((e) => e.includes('weight=')));
 });
 
+test('a tag naming the service\'s own <service>.<domain>/ route replaces the implied one; the same route twice keeps the first and names a differing second', (t) => {
+  const r = routeSpecs('tls', ['urlprefix-tls.gantry.test/ proto=https tlsskipverify=true', 'gantry.host=tls.gantry.test', 'urlprefix-/a', 'urlprefix-/a strip=/a'], {}, opts);
+  t.deepEqual(r.specs.map((s) => [`${s.host}${s.path}`, s.proto, s.tlsSkipVerify, s.strip]), [
+    ['tls.gantry.test/', 'https', true, undefined],
+    ['/a', 'http', false, undefined],
+  ]);
+  t.is(r.errors.length, 2);
+  t.true(r.errors.some((e) => e.includes('tls.gantry.test/') && e.includes('twice')), 'gantry.host= in plain HTTP after the https tag');
+  t.true(r.errors.some((e) => e.includes('/a') && e.includes('twice')));
+  // built: the instance sits in its route once, over TLS
+  const { table } = build(snap([inst('tls', 1, ['urlprefix-tls.gantry.test/ proto=https'])]));
+  const ups = table.lookup('tls.gantry.test', '/')!.targets[0]!.instances.map((u) => u.proto);
+  t.deepEqual(ups, ['https']);
+});
+
 test('gantry.host= and gantry.path= tags (and the host meta); a service name that is no DNS label gets no domain name', (t) => {
   const r = routeSpecs('Web_App', ['gantry.host=shop.example.com', 'gantry.path=/shop', 'gantry.path=no-slash'], { 'gantry-host': 'meta.example.com' }, opts);
   t.deepEqual(r.specs.map((s) => `${s.host}${s.path}`).sort(), ['gantry.test/shop', 'meta.example.com/', 'shop.example.com/']);

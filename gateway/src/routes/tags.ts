@@ -138,7 +138,29 @@ export function routeSpecs(service: string, tags: readonly string[], meta: Reado
     if (!h) err(`${o.hostTag} ${describe(raw)} of ${describe(service)} is not a DNS name`);
     else specs.push({ host: h, path: '/', key: `${h}/`, strip: undefined, proto: 'http', weight: undefined, tlsSkipVerify: false });
   }
-  return { specs, errors };
+  const one = specs.length > 1 ? unique(specs, label === undefined || (label.ok && !label.changed), err) : specs;
+  return { specs: one, errors };
+}
+
+/**
+ * One spec per route key. A tag naming the service's own `<service>.<domain>/` route replaces the
+ * implied one (`urlprefix-orders.example/ proto=https`: every request over TLS, none in plain
+ * HTTP beside it); of two tags naming the same route, the first applies and a differing second
+ * is reported. Without this an instance would sit twice in the route, once per spec.
+ */
+function unique(specs: RouteSpec[], implied: boolean, err: (e: string) => void): RouteSpec[] {
+  const out: RouteSpec[] = [];
+  for (const s of specs) {
+    // a handful of specs a service: a scan costs less than a map
+    const j = out.findIndex((x) => x.key === s.key);
+    if (j === -1) { out.push(s); continue; }
+    const had = out[j]!;
+    if (implied && had === specs[0]) { out[j] = s; continue; }
+    if (had.proto !== s.proto || had.strip !== s.strip || had.weight !== s.weight || had.tlsSkipVerify !== s.tlsSkipVerify) {
+      err(`route ${describe(s.key)} is given twice with different options; the first applies`);
+    }
+  }
+  return out;
 }
 
 /** options-derived strings, computed once per options object */
