@@ -5,10 +5,15 @@
 // idle connections). Requests it does not take go to Node's server: counted.
 import test from 'ava';
 import net from 'node:net';
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { startConsul, type ConsulEngine } from '../../test/harness/engines/consul.ts';
-import { sleep, waitUntil } from '../../test/harness/process.ts';
-import { register, setCheck, startGateway, waitInstances, type Gw } from './helpers.ts';
+import { sleep, waitUntil, tempDir, removeDir } from '../../test/harness/process.ts';
+import { register, setCheck, startGateway, waitInstances, request, closeClients, type Gw } from './helpers.ts';
 
 const track = manageEngines(test);
 let consul: ConsulEngine;
@@ -87,7 +92,7 @@ test.before(async () => {
   await waitInstances(gw, 'dead.gantry.test', '/', 'dead', []);
 });
 
-test.after.always(() => { upstream?.close(); });
+test.after.always(() => { upstream?.close(); closeClients(); });
 
 /** one client connection: writes, and reads until `done` says the bytes so far are complete (or the socket closes) */
 function client(): { send(text: string, done: (got: string) => boolean, timeoutMs?: number): Promise<string>; closed: Promise<void>; socket: net.Socket } {
@@ -215,4 +220,42 @@ test.serial('the upstream pool keeps its connections: many requests, few upstrea
   c.socket.destroy();
   t.true(conns <= 1, `${conns} new upstream connections for 50 sequential requests`);
   await waitUntil('gateway still healthy', async () => (await gw.health()).ok === true, { timeoutMs: 5000 });
+});
+
+test.serial('proto=https upstreams: TLS on the fast path and on Node\'s (a body), verified unless tlsskipverify=true', async (t) => {
+  // a self-signed certificate for 127.0.0.1, made by openssl here
+  const dir = tempDir('gw-tls');
+  t.teardown(() => removeDir(dir));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'pipe' });
+  const secure = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => { body += c; });
+    req.on('end', () => res.end(`tls ${req.method} ${req.url} ${body} ${(req.socket as TLSSocket).encrypted ? 'encrypted' : 'plain'}`));
+  });
+  await new Promise<void>((r) => secure.listen(0, '127.0.0.1', r));
+  t.teardown(() => { secure.closeAllConnections(); secure.close(); });
+  const port = (secure.address() as net.AddressInfo).port;
+  await register(consul.addr, { id: 'tls-1', name: 'tls', address: '127.0.0.1', port, tags: ['urlprefix-tls.gantry.test/ proto=https tlsskipverify=true'] });
+  await register(consul.addr, { id: 'tlsv-1', name: 'tlsv', address: '127.0.0.1', port, tags: ['urlprefix-tlsv.gantry.test/ proto=https'] });
+  await waitInstances(gw, 'tls.gantry.test', '/', 'tls', ['tls-1']);
+  await waitInstances(gw, 'tlsv.gantry.test', '/', 'tlsv', ['tlsv-1']);
+  const handoffs = await gw.metric('gantry_gateway_fast_path_handoffs_total');
+  const c = client();
+  const got = await c.send('GET /a HTTP/1.1\r\nHost: tls.gantry.test\r\n\r\nGET /b HTTP/1.1\r\nHost: tls.gantry.test\r\n\r\n', (g) => g.endsWith('GET /b  encrypted'));
+  t.is(count(got, 'HTTP/1.1 200 OK'), 2);
+  t.true(got.includes('tls GET /a  encrypted') && got.indexOf('GET /a') < got.indexOf('GET /b'));
+  c.socket.destroy();
+  t.is(await gw.metric('gantry_gateway_fast_path_handoffs_total'), handoffs, 'GETs to a TLS upstream stay on the fast path');
+  // a body goes through Node's server and undici's pool, over TLS too
+  const post = await request(`http://127.0.0.1:${gw.port}/p`, { host: 'tls.gantry.test', method: 'POST', body: 'payload' });
+  t.is(post.status, 200);
+  t.is(post.body, 'tls POST /p payload encrypted');
+  // without tlsskipverify the self-signed certificate is refused: 502 on both paths, nothing reaches the upstream's handler
+  const fast = await request(`http://127.0.0.1:${gw.port}/v`, { host: 'tlsv.gantry.test' });
+  t.is(fast.status, 502);
+  t.regex(fast.body, /"requestId"/);
+  const slow = await request(`http://127.0.0.1:${gw.port}/v`, { host: 'tlsv.gantry.test', method: 'POST', body: 'x' });
+  t.is(slow.status, 502);
 });

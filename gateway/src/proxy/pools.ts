@@ -1,4 +1,5 @@
-// One keep-alive connection pool per upstream (proto://address:port), with two
+// One keep-alive connection pool per upstream (proto://address:port, and apart
+// from it the same upstream reached without TLS verification), with two
 // kinds of connections: plain sockets for the fast path (fast/upstream.ts) and
 // an undici Pool for requests Node's HTTP server parsed (see forward.ts for why
 // undici), made when first needed. A pool whose upstream left every route
@@ -64,10 +65,12 @@ export class Pools {
   constructor(o: PoolOptions) { this.o = o; }
 
   get(u: UpstreamAddress): Pool {
-    let p = this.pools.get(u.key);
+    // a route that skips verification never shares its connections with one that verifies
+    const k = u.tlsSkipVerify ? `${u.key} skip-verify` : u.key;
+    let p = this.pools.get(k);
     if (!p || p.draining) {
       p = new Pool(u, this.o);
-      this.pools.set(u.key, p);
+      this.pools.set(k, p);
     }
     return p;
   }
@@ -76,7 +79,7 @@ export class Pools {
   retain(has: (key: string) => boolean): number {
     let drained = 0;
     for (const [k, p] of this.pools) {
-      if (has(k)) continue;
+      if (has(p.upstream.key)) continue;
       this.pools.delete(k);
       p.draining = true;
       drained++;
