@@ -8,6 +8,7 @@ import { AuthorizationV1Api, KubernetesObjectApi, loadAllYaml, type KubernetesOb
 import { startKube } from '../../test/harness/engines/kube.ts';
 import { manageEngines } from '../../test/harness/ava.ts';
 import { repoRoot } from '../../test/harness/bins.ts';
+import { waitUntil } from '../../test/harness/process.ts';
 
 const track = manageEngines(test);
 
@@ -33,6 +34,10 @@ test('the Kubernetes manifest is accepted by a server-side dry run, and its RBAC
     const r = await authz.createSubjectAccessReview({ body: { spec: { user: 'system:serviceaccount:gantry:gantry-registrator', groups: ['system:serviceaccounts', 'system:serviceaccounts:gantry'], resourceAttributes: { verb, resource, group } } } });
     return r.status?.allowed === true;
   };
+  // the authorizer reads roles and bindings through its own informers: the binding just made
+  // reaches it a moment later. Until one grant is seen every answer is a denial, which would make
+  // the denials below pass for the wrong reason; after it, every answer is exact
+  await waitUntil('the authorizer sees the new ClusterRoleBinding', () => can('get', 'services'), { timeoutMs: 20_000 });
   for (const verb of ['get', 'list', 'watch']) {
     t.true(await can(verb, 'services'), `${verb} services`);
     t.true(await can(verb, 'nodes'), `${verb} nodes`);
