@@ -31,6 +31,7 @@ import { ensureDocker, newRunId, runContainer, cleanupContainers, RUN_LABEL } fr
 import { spawnEngine, tempDir, removeDir, freePorts, waitUntil, sleep, type ManagedProcess } from '../test/harness/process.ts';
 import { socketCommand } from '../test/harness/unix-socket.ts';
 import { repoRoot } from '../test/harness/bins.ts';
+import { GANTRY_NODE_FLAGS } from '../test/harness/gantry.ts';
 
 const SUITE = 'templater';
 const log = (line: string): void => { process.stderr.write(`bench templater: ${line}\n`); };
@@ -61,7 +62,7 @@ interface Templater { proc: ManagedProcess; logs(): Array<Record<string, unknown
 
 function startTemplater(dir: string, name: string, args: string[]): Templater {
   const logFile = join(dir, `${name}.log`);
-  const proc = spawnEngine(name, process.execPath, [join(repoRoot, 'cli', 'bin', 'gantry.js'), 'templater', '--admin-addr', '127.0.0.1:0', ...args], { logFile });
+  const proc = spawnEngine(name, process.execPath, [...GANTRY_NODE_FLAGS, join(repoRoot, 'cli', 'bin', 'gantry.js'), 'templater', '--admin-addr', '127.0.0.1:0', ...args], { logFile });
   const logs = (): Array<Record<string, unknown>> => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '').split('\n').filter((l) => l.startsWith('{')).map((l) => { try { return JSON.parse(l) as Record<string, unknown>; } catch { return {}; } });
   const waitLog = (what: string, pred: (l: Record<string, unknown>) => boolean, timeoutMs = 60_000): Promise<Record<string, unknown>> => waitUntil(what, async () => logs().find(pred), { proc, timeoutMs, intervalMs: 20 });
   return {
@@ -542,7 +543,7 @@ async function containerToFirst200(dir: string): Promise<BenchResult[]> {
     await Promise.allSettled([...procs.map((p) => p.stop()), consul.stop(), haproxy.stop(), dnsmasq.stop()]);
   };
   try {
-    procs.push(spawnEngine('registrator', process.execPath, [join(repoRoot, 'cli', 'bin', 'gantry.js'), 'registrator', '--consul-addr', consul.addr, '--admin-addr', '127.0.0.1:0', '--require-label', `${RUN_LABEL}=${runId}`], { logFile: join(dir, 'registrator.log') }));
+    procs.push(spawnEngine('registrator', process.execPath, [...GANTRY_NODE_FLAGS, join(repoRoot, 'cli', 'bin', 'gantry.js'), 'registrator', '--consul-addr', consul.addr, '--admin-addr', '127.0.0.1:0', '--require-label', `${RUN_LABEL}=${runId}`], { logFile: join(dir, 'registrator.log') }));
     const t = startTemplater(dir, 'templater-docker', [
       '--consul-addr', consul.addr, '--haproxy-cfg', haproxy.cfgFile, '--haproxy-master-socket', haproxy.masterSocket,
       '--haproxy-admin-socket', haproxy.adminSocket, '--haproxy-state-file', join(dir, 'state-docker'), '--l7-bind', `127.0.0.1:${haproxy.httpPort}`,
