@@ -61,16 +61,18 @@ export class Pool {
 
 export class Pools {
   private readonly pools = new Map<string, Pool>();
+  /** the same upstreams reached without TLS verification (tlsskipverify=true) */
+  private readonly unverified = new Map<string, Pool>();
   private readonly o: PoolOptions;
   constructor(o: PoolOptions) { this.o = o; }
 
   get(u: UpstreamAddress): Pool {
     // a route that skips verification never shares its connections with one that verifies
-    const k = u.tlsSkipVerify ? `${u.key} skip-verify` : u.key;
-    let p = this.pools.get(k);
+    const pools = u.tlsSkipVerify ? this.unverified : this.pools;
+    let p = pools.get(u.key);
     if (!p || p.draining) {
       p = new Pool(u, this.o);
-      this.pools.set(k, p);
+      pools.set(u.key, p);
     }
     return p;
   }
@@ -78,20 +80,23 @@ export class Pools {
   /** keeps the pools of upstreams `has` accepts; the others drain (close once idle) */
   retain(has: (key: string) => boolean): number {
     let drained = 0;
-    for (const [k, p] of this.pools) {
-      if (has(p.upstream.key)) continue;
-      this.pools.delete(k);
-      p.draining = true;
-      drained++;
-      if (p.inflight === 0) p.close();
+    for (const pools of [this.pools, this.unverified]) {
+      for (const [k, p] of pools) {
+        if (has(k)) continue;
+        pools.delete(k);
+        p.draining = true;
+        drained++;
+        if (p.inflight === 0) p.close();
+      }
     }
     return drained;
   }
 
-  get size(): number { return this.pools.size; }
+  get size(): number { return this.pools.size + this.unverified.size; }
 
   closeAll(): void {
-    for (const p of this.pools.values()) p.destroy();
+    for (const p of [...this.pools.values(), ...this.unverified.values()]) p.destroy();
     this.pools.clear();
+    this.unverified.clear();
   }
 }
