@@ -149,18 +149,22 @@ export function routeSpecs(service: string, tags: readonly string[], meta: Reado
  * is reported. Without this an instance would sit twice in the route, once per spec.
  */
 function unique(specs: RouteSpec[], implied: boolean, err: (e: string) => void): RouteSpec[] {
-  const out: RouteSpec[] = [];
-  for (const s of specs) {
-    // a handful of specs a service: a scan costs less than a map
-    const j = out.findIndex((x) => x.key === s.key);
-    if (j === -1) { out.push(s); continue; }
+  // a handful of specs a service: a scan costs less than a map, and most have no duplicate (no copy)
+  let out: RouteSpec[] | undefined;
+  for (let i = 1; i < specs.length; i++) {
+    const s = specs[i]!;
+    let j = -1;
+    const n = out ? out.length : i;
+    for (let k = 0; k < n; k++) if ((out ?? specs)[k]!.key === s.key) { j = k; break; }
+    if (j === -1) { out?.push(s); continue; }
+    out ??= specs.slice(0, i);
     const had = out[j]!;
     if (implied && had === specs[0]) { out[j] = s; continue; }
     if (had.proto !== s.proto || had.strip !== s.strip || had.weight !== s.weight || had.tlsSkipVerify !== s.tlsSkipVerify) {
       err(`route ${describe(s.key)} is given twice with different options; the first applies`);
     }
   }
-  return out;
+  return out ?? specs;
 }
 
 /** options-derived strings, computed once per options object */
