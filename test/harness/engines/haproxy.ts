@@ -20,7 +20,10 @@ export interface HAProxyEngine {
   proc: ManagedProcess;
   /** one command on the admin (Runtime API) socket */
   runtime(cmd: string): Promise<string>;
-  /** one command on the master CLI socket */
+  /**
+   * one command on the master CLI socket; a refused connection is tried again (the master
+   * re-executes itself after a reload, and in wait mode right after its first worker starts)
+   */
   master(cmd: string): Promise<string>;
   /** current worker pids and the master's reload count (`show proc`) */
   processes(): Promise<{ reloads: number; workers: number[]; oldWorkers: number[] }>;
@@ -110,7 +113,8 @@ async function startHAProxyOnce(opts: HAProxyOptions): Promise<HAProxyEngine> {
   };
   const proc = await launch();
 
-  // the master CLI is gone while the master re-executes itself (a reload): seconds with 20,000 backends
+  // the master CLI is gone while the master re-executes itself (a reload: seconds with 20,000
+  // backends; and once into wait mode right after it started its first worker)
   const masterCommand = async (cmd: string): Promise<string> => {
     const deadline = Date.now() + 60_000;
     for (;;) {
@@ -147,7 +151,7 @@ async function startHAProxyOnce(opts: HAProxyOptions): Promise<HAProxyEngine> {
   const engine: HAProxyEngine = {
     dir, cfgFile, masterSocket, adminSocket, pidFile, httpPort: httpPort!, statsPort: statsPort!, proc,
     runtime: (cmd) => socketCommand(adminSocket, cmd),
-    master: (cmd) => socketCommand(masterSocket, cmd),
+    master: masterCommand,
     processes,
     async reload() {
       const before = await processes();
