@@ -91,20 +91,26 @@ test('forwarding headers set, hop-by-hop removed both ways, request id passed th
 });
 
 test('a change in Consul is live: new instance, critical instance, deregistration', async (t) => {
-  const b = await testUpstream('echo-b');
-  ups.push(b);
-  await register(consul.addr, { id: 'echo-2', name: 'echo', address: '127.0.0.1', port: b.port, tags: ['urlprefix-/echo'], ttl: true });
-  await waitInstances(gw, '*', '/echo', 'echo', ['echo-1', 'echo-2']);
-  await waitCount('echo-2 served', async () => { await request(`${gw.url}/echo`); return b.count; }, 1);
-  await setCheck(consul.addr, 'echo-2', 'fail');
-  await waitInstances(gw, '*', '/echo', 'echo', ['echo-1']);
+  // A service of its own: tests in this file run concurrently, and another
+  // test's request to /echo must not land on an instance this one adds.
+  const [a, b] = await Promise.all([testUpstream('live-a'), testUpstream('live-b')]);
+  ups.push(a, b);
+  await register(consul.addr, { id: 'live-1', name: 'live', address: '127.0.0.1', port: a.port, tags: ['urlprefix-/live'] });
+  await waitInstances(gw, '*', '/live', 'live', ['live-1']);
+  await register(consul.addr, { id: 'live-2', name: 'live', address: '127.0.0.1', port: b.port, tags: ['urlprefix-/live'], ttl: true });
+  await waitInstances(gw, '*', '/live', 'live', ['live-1', 'live-2']);
+  await waitCount('live-2 served', async () => { await request(`${gw.url}/live`); return b.count; }, 1);
+  await setCheck(consul.addr, 'live-2', 'fail');
+  await waitInstances(gw, '*', '/live', 'live', ['live-1']);
   const before = b.count;
-  await load(`${gw.url}/echo`, { count: 20, concurrency: 4 });
+  const aBefore = a.count;
+  await load(`${gw.url}/live`, { count: 20, concurrency: 4 });
   t.is(b.count, before, 'a critical instance receives no traffic');
-  await setCheck(consul.addr, 'echo-2', 'pass');
-  await waitInstances(gw, '*', '/echo', 'echo', ['echo-1', 'echo-2']);
-  await deregister(consul.addr, 'echo-2');
-  await waitInstances(gw, '*', '/echo', 'echo', ['echo-1']);
+  t.is(a.count - aBefore, 20, 'the healthy instance serves every request');
+  await setCheck(consul.addr, 'live-2', 'pass');
+  await waitInstances(gw, '*', '/live', 'live', ['live-1', 'live-2']);
+  await deregister(consul.addr, 'live-2');
+  await waitInstances(gw, '*', '/live', 'live', ['live-1']);
 });
 
 test('503 without a healthy instance, 502 when unreachable, 504 when too slow — each with a request id', async (t) => {
