@@ -36,7 +36,7 @@ import { ensureDocker, runContainer, cleanupContainers, newRunId, dockerSocket }
 import { startGantry as startGantryProcess } from '../test/harness/gantry.ts';
 import { tempDir, removeDir, waitUntil, sleep } from '../test/harness/process.ts';
 import { systemBin } from '../test/harness/bins.ts';
-import { bootstrap, consulPut, registerMany, startGantry, masterProcs } from './templater.ts';
+import { bootstrap, consulPut, registerMany, benchNodeOf, startGantry, masterProcs } from './templater.ts';
 import { idleClients } from './config-client.ts';
 import { checkEnv } from '@gantry/templater';
 import { result, percentile, nowMs, TWO_CORES, emit, type BenchResult } from './lib.ts';
@@ -82,13 +82,13 @@ async function newWorker(h: Awaited<ReturnType<typeof startHAProxy>>, p0: { relo
   return { serveMs, procMs };
 }
 
-async function templaterAt(services: number, minSlots?: string): Promise<TemplaterScale> {
+async function templaterAt(services: number, minSlots: string | undefined, perNode: number | undefined): Promise<TemplaterScale> {
   const dir = tempDir(`bench-scale-${services}`);
   const consul = await startConsul();
   const haproxy = await startHAProxy({ config: bootstrap });
   let tool: Awaited<ReturnType<typeof startGantry>> | undefined;
   try {
-    await registerMany(consul.addr, services, 1);
+    await registerMany(consul.addr, services, 1, perNode);
     const last = `l7_svc${services - 1}.gantry.test`;
     const t0 = nowMs();
     tool = await startGantry(dir, `scale${services}`, consul, haproxy, ['--consul-wait', '15s', '--resync-interval', '0', ...(minSlots ? ['--min-slots', minSlots] : [])]);
@@ -105,7 +105,7 @@ async function templaterAt(services: number, minSlots?: string): Promise<Templat
     for (let i = 0; i < 5; i++) {
       const before = readFileSync(haproxy.cfgFile, 'utf8');
       const p0 = await masterProcs(haproxy, 300_000);
-      await consulPut(consul.addr, '/v1/catalog/register', { Node: 'bench-node', Address: '127.0.0.1', SkipNodeUpdate: true, Service: { ID: `s${i}-0`, Service: `svc${i}`, Address: '10.100.0.1', Port: 8080, Tags: [`gantry.path=/p${i}`] } });
+      await consulPut(consul.addr, '/v1/catalog/register', { Node: benchNodeOf(i, perNode), Address: '127.0.0.1', SkipNodeUpdate: true, Service: { ID: `s${i}-0`, Service: `svc${i}`, Address: '10.100.0.1', Port: 8080, Tags: [`gantry.path=/p${i}`] } });
       const w0 = nowMs();
       const a = await newWorker(haproxy, p0, w0, before);
       apply.push(a.serveMs);
@@ -282,15 +282,20 @@ export async function run(): Promise<BenchResult[]> {
   const done = (r: BenchResult): void => { out.push(r); emit(r); };
 
   const scale: TemplaterScale[] = [];
+  // services per Consul node (a host's agent): 100 by default, as registrators on many hosts make
+  // them; 0 puts every service on one node, whose every change is a read of the whole node
+  const perNodeEnv = Number(process.env.BENCH_SCALE_PER_NODE ?? 100);
+  const perNode = perNodeEnv > 0 ? perNodeEnv : undefined;
+  const nodesNote = (n: number): string => (perNode ? `${perNode} services to each of ${Math.ceil(n / perNode)} Consul nodes` : 'every service on one Consul node');
   for (const n of sizes(process.env.BENCH_SCALE_SERVICES, [200, 2000, 20_000])) {
     log(`templater at ${n} services`);
-    const s = await templaterAt(n, process.env.BENCH_SCALE_MIN_SLOTS);
+    const s = await templaterAt(n, process.env.BENCH_SCALE_MIN_SLOTS, perNode);
     scale.push(s);
     const p50 = percentile(s.apply, 50);
     done(result({
       suite: SUITE, metric: `templater_render_check_apply_ms.${n}`, value: p50, unit: 'ms', n: s.apply.length,
       baseline_metric: `haproxy_check_reload_same_file_ms.${n}`, baseline_value: percentile(s.direct, 50),
-      notes: `${n} services × 1 instance; Consul write (a path route on an existing service) → the file changed and a new worker answers the admin socket (the new config serves), p50 of ${s.apply.length} (all: ${s.apply.map(Math.round).join(', ')} ms; until show proc lists it: ${s.applyProc.map(Math.round).join(', ')} ms); baseline: haproxy -c of the same file + master-CLI reload, timed the same ways (all: ${s.direct.map(Math.round).join(', ')} ms; until show proc: ${s.directProc.map(Math.round).join(', ')} ms); HAProxy's master and both checks run with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (as the README says to run it; the next figure shows what it changes); first full render after start ${Math.round(s.firstMs)} ms; target at 20,000 ≤ 2,000 ms; ${TWO_CORES}`,
+      notes: `${n} services × 1 instance, ${nodesNote(n)}; Consul write (a path route on an existing service) → the file changed and a new worker answers the admin socket (the new config serves), p50 of ${s.apply.length} (all: ${s.apply.map(Math.round).join(', ')} ms; until show proc lists it: ${s.applyProc.map(Math.round).join(', ')} ms); baseline: haproxy -c of the same file + master-CLI reload, timed the same ways (all: ${s.direct.map(Math.round).join(', ')} ms; until show proc: ${s.directProc.map(Math.round).join(', ')} ms); HAProxy's master and both checks run with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (as the README says to run it; the next figure shows what it changes); first full render after start ${Math.round(s.firstMs)} ms; target at 20,000 ≤ 2,000 ms; ${TWO_CORES}`,
     }));
     done(result({
       suite: SUITE, metric: `haproxy_check_huge_pages_ms.${n}`, value: percentile(s.checkHuge, 50), unit: 'ms', n: s.checkHuge.length,

@@ -103,13 +103,17 @@ async function changeInstances(addr: string, verb: 'set' | 'delete', list: Reado
 }
 
 /** services × instances through /v1/txn, 64 operations a request */
-export async function registerMany(addr: string, services: number, instances: number): Promise<void> {
-  await consulPut(addr, '/v1/catalog/register', { Node: 'bench-node', Address: '127.0.0.1' });
+/** the node service `s` is registered on: all on bench-node, or `perNode` services to each of bench-node-<k> */
+export const benchNodeOf = (s: number, perNode?: number): string => (perNode ? `bench-node-${Math.floor(s / perNode)}` : 'bench-node');
+
+export async function registerMany(addr: string, services: number, instances: number, perNode?: number): Promise<void> {
+  const nodes = perNode ? Math.ceil(services / perNode) : 1;
+  for (let k = 0; k < nodes; k++) await consulPut(addr, '/v1/catalog/register', { Node: benchNodeOf(k * (perNode ?? 0), perNode), Address: '127.0.0.1' });
   const ops: unknown[] = [];
   for (let s = 0; s < services; s++) {
     for (let i = 0; i < instances; i++) {
       const n = s * instances + i;
-      ops.push({ Service: { Verb: 'set', Node: 'bench-node', Service: { ID: `s${s}-${i}`, Service: `svc${s}`, Address: `10.${100 + (n >> 16)}.${(n >> 8) & 255}.${n & 255}`, Port: 8080 } } });
+      ops.push({ Service: { Verb: 'set', Node: benchNodeOf(s, perNode), Service: { ID: `s${s}-${i}`, Service: `svc${s}`, Address: `10.${100 + (n >> 16)}.${(n >> 8) & 255}.${n & 255}`, Port: 8080 } } });
     }
   }
   for (let i = 0; i < ops.length; i += 64) await consulPut(addr, '/v1/txn', ops.slice(i, i + 64));
