@@ -26,7 +26,7 @@
 // containers up to BENCH_SCALE_REAL_MAX, default 300) and BENCH_SCALE_CLIENTS.
 import http from 'node:http';
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { createConsul, mapLimit, type ConsulClient } from '@gantry/core';
@@ -39,7 +39,7 @@ import { systemBin } from '../test/harness/bins.ts';
 import { bootstrap, consulPut, registerMany, benchNodeOf, startGantry, masterProcs } from './templater.ts';
 import { idleClients } from './config-client.ts';
 import { checkEnv } from '@gantry/templater';
-import { result, percentile, nowMs, TWO_CORES, emit, type BenchResult } from './lib.ts';
+import { result, percentile, nowMs, TWO_CORES, emit, fileChangedFrom, type BenchResult } from './lib.ts';
 
 const SUITE = 'scale';
 const log = (line: string): void => { process.stderr.write(`bench scale: ${line}\n`); };
@@ -48,27 +48,15 @@ const sizes = (env: string | undefined, dflt: number[]): number[] => (env ? env.
 interface TemplaterScale { services: number; firstMs: number; apply: number[]; direct: number[]; applyProc: number[]; directProc: number[]; checkPlain: number[]; checkHuge: number[] }
 
 /**
- * Since `from`: until the config file differs from `before` (when given) and a worker that was
+ * Since `from`: until `fileChanged` says the config file changed (when given) and a worker that was
  * not running before answers the admin socket (the new config serves: every listener of a worker
  * starts at once), and until the master's show proc lists it (the master answers its CLI only
  * once it has cleaned up after the fork: at 20,000 backends most of a second later). Both polled
  * every 10 ms, side by side.
  */
-async function newWorker(h: Awaited<ReturnType<typeof startHAProxy>>, p0: { reloads: number; workers: number[] }, from: number, before?: string): Promise<{ serveMs: number; procMs: number }> {
+async function newWorker(h: Awaited<ReturnType<typeof startHAProxy>>, p0: { reloads: number; workers: number[] }, from: number, fileChanged?: () => boolean): Promise<{ serveMs: number; procMs: number }> {
   const deadline = from + 120_000;
-  // the file is read again only once its inode or mtime moved (the templater renames a new file
-  // into place): reading a 20,000-service config every 10 ms in two loops took the bench ~16 s of
-  // CPU a run, taken from the templater and HAProxy it measures on two cores (the baseline polls nothing)
-  let st0 = before === undefined ? undefined : statSync(h.cfgFile);
-  let seen = before === undefined;
-  const changed = (): boolean => {
-    if (seen) return true;
-    const st = statSync(h.cfgFile, { throwIfNoEntry: false });
-    if (!st || (st.ino === st0!.ino && st.mtimeMs === st0!.mtimeMs && st.size === st0!.size)) return false;
-    seen = readFileSync(h.cfgFile, 'utf8') !== before;
-    st0 = st; // the same content written again: compared again only when the file moves once more
-    return seen;
-  };
+  const changed = fileChanged ?? ((): boolean => true);
   const serve = (async (): Promise<number> => {
     while (nowMs() < deadline) {
       if (changed()) {
@@ -115,11 +103,11 @@ async function templaterAt(services: number, minSlots: string | undefined, perNo
     const checkHuge: number[] = [];
     const haproxyBin = systemBin('haproxy');
     for (let i = 0; i < 5; i++) {
-      const before = readFileSync(haproxy.cfgFile, 'utf8');
+      const changed = fileChangedFrom(haproxy.cfgFile, readFileSync(haproxy.cfgFile, 'utf8'));
       const p0 = await masterProcs(haproxy, 300_000);
       await consulPut(consul.addr, '/v1/catalog/register', { Node: benchNodeOf(i, perNode), Address: '127.0.0.1', SkipNodeUpdate: true, Service: { ID: `s${i}-0`, Service: `svc${i}`, Address: '10.100.0.1', Port: 8080, Tags: [`gantry.path=/p${i}`] } });
       const w0 = nowMs();
-      const a = await newWorker(haproxy, p0, w0, before);
+      const a = await newWorker(haproxy, p0, w0, changed);
       apply.push(a.serveMs);
       applyProc.push(a.procMs);
       await sleep(1000);

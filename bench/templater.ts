@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import http from 'node:http';
 import { Resolver } from 'node:dns/promises';
 import { fileURLToPath } from 'node:url';
-import { result, percentile, nowMs, TWO_CORES, type BenchResult } from './lib.ts';
+import { result, percentile, nowMs, TWO_CORES, fileChangedFrom, type BenchResult } from './lib.ts';
 import { homedir } from 'node:os';
 import { startConsul, type ConsulEngine } from '../test/harness/engines/consul.ts';
 import { startHAProxy, answeringConfig, type HAProxyEngine } from '../test/harness/engines/haproxy.ts';
@@ -102,10 +102,10 @@ async function changeInstances(addr: string, verb: 'set' | 'delete', list: Reado
   await consulPut(addr, '/v1/txn', ops);
 }
 
-/** services × instances through /v1/txn, 64 operations a request */
 /** the node service `s` is registered on: all on bench-node, or `perNode` services to each of bench-node-<k> */
 export const benchNodeOf = (s: number, perNode?: number): string => (perNode ? `bench-node-${Math.floor(s / perNode)}` : 'bench-node');
 
+/** services × instances through /v1/txn, 64 operations a request */
 export async function registerMany(addr: string, services: number, instances: number, perNode?: number): Promise<void> {
   const nodes = perNode ? Math.ceil(services / perNode) : 1;
   for (let k = 0; k < nodes; k++) await consulPut(addr, '/v1/catalog/register', { Node: benchNodeOf(k * (perNode ?? 0), perNode), Address: '127.0.0.1' });
@@ -463,13 +463,13 @@ async function bigCatalogRun(dir: string, which: Tool['name']): Promise<BigRun> 
     const newServiceReloads = (await tool.reloads()) - reloads0;
     const reloadApply: number[] = [];
     for (let i = 0; i < 5; i++) {
-      const before = readFileSync(haproxy.cfgFile, 'utf8');
+      const changed = fileChangedFrom(haproxy.cfgFile, readFileSync(haproxy.cfgFile, 'utf8'));
       const p0 = await masterProcs(haproxy);
       if (which === 'gantry') await consulPut(consul.addr, '/v1/catalog/register', { Node: 'bench-node', Address: '127.0.0.1', SkipNodeUpdate: true, Service: { ID: `s${i}-0`, Service: `svc${i}`, Address: '10.100.0.1', Port: 8080, Tags: [`gantry.path=/p${i}`] } });
       else await registerOne(consul.addr, `more${i}-1`, `more${i}`, 8080, '10.99.0.1');
       const w0 = nowMs();
       await waitUntil('file changed and reload confirmed', async () => {
-        if (readFileSync(haproxy.cfgFile, 'utf8') === before) return false;
+        if (!changed()) return false;
         const p = await haproxy.processes().catch(() => undefined);
         return p !== undefined && p.reloads > p0.reloads && p.workers.some((w) => !p0.workers.includes(w));
       }, { timeoutMs: 60_000, intervalMs: 10 });
